@@ -1,0 +1,42 @@
+# Tessera: `make demo` runs the whole flow on the built-in default; `make test` runs
+# every test. Both create .venv and install the project (editable) on first use.
+
+PYTHON  ?= python3
+VENV    ?= .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed-stamp
+JOBS    ?= 2
+
+.PHONY: demo test test-wide bench iverilog clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	touch $@
+
+demo: $(STAMP)
+	$(BIN)/tessera demo
+
+# Icarus comes from Debian: installed here when missing and we are root; otherwise the
+# Icarus half of the benches is skipped with a visible reason (pytest -rs).
+iverilog:
+	@if command -v iverilog >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing Debian's iverilog"; \
+		apt-get update -qq && apt-get install -y -qq iverilog >/dev/null; \
+	else \
+		echo "NOTE: iverilog is missing and this user cannot install it (need root):"; \
+		echo "      the Icarus benches will be SKIPPED. Install it with: sudo apt-get install iverilog"; \
+	fi
+
+test: $(STAMP) iverilog
+	$(BIN)/python -m pytest -n $(JOBS) -rs -q
+
+test-wide: $(STAMP) iverilog
+	$(BIN)/python -m pytest -n $(JOBS) -rs -q -m wide
+
+bench: $(STAMP)
+	$(BIN)/tessera bench nm-core
+
+clean:
+	rm -rf sim_build synth_out demo_out bench_out .pytest_cache .hypothesis

@@ -1,0 +1,143 @@
+"""Lower a compressed matrix product onto the N:M tensor core's input stream.
+
+The core (``hw.nm_core``) takes one *beat* per cycle: an M-group of activations shared
+by all rows and one compressed weight group per row. A product ``W[R, K] @ X[K, C]`` is
+streamed in this order (the order :func:`golden.nm.cycles` prices)::
+
+    for each block of `rows` output rows (the last block padded with zero weights):
+        for each column c of X:
+            for each group g of K // m:          # last = (g == G - 1)
+                beat(act = X[g*m:(g+1)*m, c], weights = W[block, g])
+
+and every ``last`` beat yields one output transfer holding that block's ``rows`` results
+for column ``c``. Words are packed with the hardware's own payload layouts
+(:func:`hw.nm_core.beat_layout`), so there is no second encoder to drift.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from golden import nm
+from hw.nm_core import NMCoreConfig, beat_layout, out_layout
+
+from . import CompileError
+
+__all__ = ["NMProgram", "lower_matmul", "pack_beat", "unpack_output"]
+
+
+@dataclass(frozen=True)
+class NMProgram:
+    """A product lowered onto one core configuration.
+
+    Members
+    -------
+    config : NMCoreConfig
+    beats : list of dict
+        Input-stream payloads in order (fields of :func:`hw.nm_core.beat_layout`).
+    outputs : list of (row_block, column)
+        What each output transfer holds, in order.
+    out_rows, cols : int
+        Shape of the full result ``Y[out_rows, cols]``.
+    n_active : int
+        Value to drive on the core's ``n_active`` input (sparse cores).
+    """
+
+    config: NMCoreConfig
+    beats: list
+    outputs: list
+    out_rows: int
+    cols: int
+    n_active: int
+
+    def packed_beats(self) -> list[int]:
+        layout = beat_layout(self.config)
+        return [layout.const(beat).as_bits() for beat in self.beats]
+
+    def assemble(self, transfers: list[list[int]]) -> np.ndarray:
+        """Place the row results of each output transfer into ``Y[out_rows, cols]``."""
+        if len(transfers) != len(self.outputs):
+            raise CompileError(f"expected {len(self.outputs)} output transfers, got {len(transfers)}")
+        rows = self.config.rows
+        y = np.zeros((-(-self.out_rows // rows) * rows, self.cols), dtype=np.int64)
+        for (block, col), values in zip(self.outputs, transfers):
+            y[block * rows:(block + 1) * rows, col] = values
+        return y[:self.out_rows]
+
+
+def lower_matmul(config: NMCoreConfig, values, indices, x, *, n: int | None = None,
+                 filler: np.random.Generator | None = None) -> NMProgram:
+    """Lower compressed ``W`` (``values``/``indices`` as from :func:`golden.nm.compress`,
+    shape ``[R, K // m, n]``) times ``x[K]`` or ``x[K, C]`` onto ``config``.
+
+    ``n`` is the weights' N (defaults to ``config.n``). A sparse core runs any
+    ``n <= config.n`` by setting ``n_active = n``; the unused slots are filled with
+    zeros, or with random values and indices from ``filler`` (which the hardware must
+    ignore; testbenches use this). A dense core (``config.n == config.m``) runs any
+    ``n`` by receiving the decompressed groups.
+    """
+    n = config.n if n is None else n
+    v, idx = np.asarray(values), np.asarray(indices)
+    if not 1 <= n <= config.n:
+        raise CompileError(f"an {n}:{config.m} product cannot run on an {config.n}:{config.m} core")
+    if v.ndim != 3 or v.shape[-1] != n or idx.shape != v.shape:
+        raise CompileError(f"values and indices must have shape [rows, groups, n={n}], "
+                           f"got {v.shape} and {idx.shape}")
+    a = np.asarray(x)
+    if a.ndim == 1:
+        a = a[:, None]
+    out_rows, groups = v.shape[0], v.shape[1]
+    if a.ndim != 2 or a.shape[0] != groups * config.m:
+        raise CompileError(f"activations must have shape [K={groups * config.m}] or [K, cols], "
+                           f"got {np.asarray(x).shape}")
+
+    rows, m, slots = config.rows, config.m, config.n
+    blocks = -(-out_rows // rows)
+    if config.sparse:
+        # Pad to `slots` slots: zero (or random filler) values in the slots n..slots-1.
+        pad_shape = (blocks * rows, groups, slots)
+        pv = np.zeros(pad_shape, dtype=np.int64)
+        pi = np.zeros(pad_shape, dtype=np.int64)
+        if filler is not None:
+            lo, hi = -(1 << (config.width - 1)), 1 << (config.width - 1)
+            pv[...] = filler.integers(lo, hi, pad_shape)
+            pi[...] = filler.integers(0, m, pad_shape)
+        pv[:out_rows, :, :n] = v
+        pi[:out_rows, :, :n] = idx
+        # Padding rows of the last block: n distinct indices, zero values.
+        pv[out_rows:, :, :n] = 0
+        pi[out_rows:, :, :n] = np.arange(n)
+    else:
+        dense = np.zeros((blocks * rows, groups * m), dtype=np.int64)
+        dense[:out_rows] = nm.decompress(v, idx, n, m)
+        pv = dense.reshape(blocks * rows, groups, m)
+
+    beats, outputs = [], []
+    for block in range(blocks):
+        block_rows = range(block * rows, (block + 1) * rows)
+        for col in range(a.shape[1]):
+            for g in range(groups):
+                weights = []
+                for r in block_rows:
+                    group = {"values": [int(e) for e in pv[r, g]]}
+                    if config.sparse:
+                        group["indices"] = [int(e) for e in pi[r, g]]
+                    weights.append(group)
+                beats.append({
+                    "act": [int(e) for e in a[g * m:(g + 1) * m, col]],
+                    "weights": weights,
+                    "last": int(g == groups - 1),
+                })
+            outputs.append((block, col))
+    return NMProgram(config, beats, outputs, out_rows, a.shape[1], n if config.sparse else slots)
+
+
+def pack_beat(config: NMCoreConfig, beat: dict) -> int:
+    """Pack one beat (fields of :func:`hw.nm_core.beat_layout`) into its payload bits."""
+    return beat_layout(config).const(beat).as_bits()
+
+
+def unpack_output(config: NMCoreConfig, bits: int) -> list[int]:
+    """Split an output payload into the signed per-row accumulator values."""
+    word = out_layout(config).from_bits(bits)
+    return [word[r] for r in range(config.rows)]

@@ -1,0 +1,86 @@
+"""Frozen, JSON-serialisable configuration objects for hardware blocks.
+
+A block's config is the one place its parameters live: the generator elaborates from
+it, the testbench rebuilds it from JSON in the simulator process, the synthesis driver
+names its reports after it and the compiler prices work with it. Fields are declared
+with :func:`param`, whose help text is shown by ``tessera generate BLOCK --help``.
+"""
+
+import dataclasses
+import json
+from typing import Any, ClassVar, Self
+
+__all__ = ["BlockConfig", "ConfigError", "param"]
+
+
+class ConfigError(ValueError):
+    """A generator parameter is out of range; the message names the offending value."""
+
+
+def param(default: Any, help: str) -> Any:
+    """Declare a config field with a default value and a one-line help text."""
+    return dataclasses.field(default=default, metadata={"help": help})
+
+
+@dataclasses.dataclass(frozen=True)
+class BlockConfig:
+    """Base class of every block config.
+
+    Subclasses are frozen dataclasses whose fields are declared with :func:`param`
+    and override :meth:`validate` to check their ranges (raising :class:`ConfigError`).
+    Validation runs on construction, so an existing config object is always valid.
+    """
+
+    #: Block name used by the CLI and in report names (e.g. ``"nm-core"``).
+    block: ClassVar[str] = ""
+
+    def __post_init__(self):
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if field.type in (int, "int") and (not isinstance(value, int) or isinstance(value, bool)):
+                raise ConfigError(f"{field.name} must be an integer, not {value!r}")
+        self.validate()
+
+    def validate(self) -> None:
+        """Check parameter ranges; raise :class:`ConfigError` naming the value."""
+
+    @classmethod
+    def params(cls) -> list[dataclasses.Field]:
+        """The config's parameters, in declaration order."""
+        return list(dataclasses.fields(cls))
+
+    @property
+    def tag(self) -> str:
+        """A short, file-name-safe identifier of this parameter set (``n2_m4_rows1...``)."""
+        return "_".join(f"{f.name}{getattr(self, f.name)}" for f in dataclasses.fields(self))
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps({"block": self.block, **self.to_dict()}, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> Self:
+        values = {k: v for k, v in values.items() if k != "block"}
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(f"unknown {cls.block} parameter(s) {', '.join(unknown)}; "
+                              f"known: {', '.join(sorted(known))}")
+        return cls(**values)
+
+    @classmethod
+    def from_json(cls, text: str) -> Self:
+        try:
+            values = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"config is not valid JSON: {exc}") from None
+        if not isinstance(values, dict):
+            raise ConfigError(f"config JSON must be an object, not {type(values).__name__}")
+        if values.get("block", cls.block) != cls.block:
+            raise ConfigError(f"config is for block {values['block']!r}, not {cls.block!r}")
+        return cls.from_dict(values)
+
+    def replace(self, **changes: Any) -> Self:
+        return dataclasses.replace(self, **changes)

@@ -1,0 +1,49 @@
+"""The registry of generatable blocks: what ``tessera generate/verify/synth`` know.
+
+A block is registered once with its config class, its component class, the Verilog
+module name it is emitted as, and the cocotb bench module that verifies it. Later
+blocks add one :func:`register` call here.
+"""
+
+from dataclasses import dataclass
+
+from hw import BlockConfig
+from hw.nm_core import NMCore, NMCoreConfig
+
+__all__ = ["Block", "BLOCKS", "register", "get_block"]
+
+
+@dataclass(frozen=True)
+class Block:
+    name: str
+    summary: str
+    config: type[BlockConfig]
+    component: type
+    top: str
+    bench: str | None = None
+
+    def build(self, config: BlockConfig):
+        return self.component(config)
+
+
+BLOCKS: dict[str, Block] = {}
+
+
+def register(block: Block) -> Block:
+    if block.name in BLOCKS:
+        raise ValueError(f"block {block.name!r} is registered twice")
+    if block.config.block != block.name:
+        raise ValueError(f"{block.config.__name__}.block is {block.config.block!r}, not {block.name!r}")
+    BLOCKS[block.name] = block
+    return block
+
+
+def get_block(name: str) -> Block:
+    try:
+        return BLOCKS[name]
+    except KeyError:
+        raise KeyError(f"unknown block {name!r}; known: {', '.join(sorted(BLOCKS))}") from None
+
+
+register(Block("nm-core", "N:M structured-sparse tensor core (int8 x int8 -> int32)",
+               NMCoreConfig, NMCore, "nm_core", "verif.nm_core_tb"))

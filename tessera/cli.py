@@ -1,0 +1,173 @@
+"""The ``tessera`` command line: generate, verify and synthesize any registered block.
+
+Every block in :data:`tessera.blocks.BLOCKS` gets a subcommand under ``generate``,
+``verify`` and ``synth`` whose options are its config's parameters, so
+``tessera generate nm-core --n 2 --m 4 -o out/`` works and
+``tessera generate nm-core --help`` lists the parameters with their defaults.
+
+Errors a user can cause print one line (``tessera: error: ...``) and exit non-zero.
+"""
+
+import sys
+from pathlib import Path
+
+import click
+
+from compiler import CompileError
+from golden import GoldenError
+from hw import ConfigError, write_verilog
+from synth import SynthError
+from verif import VerifError
+
+from .blocks import BLOCKS, Block
+
+#: Exceptions a user can cause; the CLI reports them in one line.
+USER_ERRORS = (ConfigError, GoldenError, CompileError, VerifError, SynthError)
+
+
+def _config_options(block: Block):
+    """click options for every parameter of the block's config."""
+    options = []
+    for field in block.config.params():
+        options.append(click.Option([f"--{field.name.replace('_', '-')}", field.name],
+                                    type=int, default=field.default, show_default=True,
+                                    help=field.metadata.get("help", "")))
+    return options
+
+
+def _make_config(block: Block, values: dict):
+    names = {f.name for f in block.config.params()}
+    return block.config(**{k: v for k, v in values.items() if k in names})
+
+
+def _block_group(name: str, help: str, make_command):
+    group = click.Group(name, help=help)
+    for block in BLOCKS.values():
+        group.add_command(make_command(block))
+    return group
+
+
+def _generate_command(block: Block) -> click.Command:
+    def run(out, **values):
+        config = _make_config(block, values)
+        path = write_verilog(block.build(config), block.top, out)
+        (Path(out) / f"{block.top}.json").write_text(config.to_json() + "\n")
+        click.echo(f"wrote {path} ({block.name}: {config.to_json()})")
+
+    return click.Command(block.name, callback=run, help=f"Write the Verilog of the {block.summary}.",
+                         params=[click.Option(["-o", "--out"], type=click.Path(file_okay=False),
+                                              required=True, help="output folder"),
+                                 *_config_options(block)])
+
+
+def _verify_command(block: Block) -> click.Command:
+    def run(sim, seed, build_dir, **values):
+        from verif.runner import SIMULATORS, run_bench, simulator_missing
+
+        config = _make_config(block, values)
+        sims = SIMULATORS if sim == "all" else (sim,)
+        for s in sims:
+            missing = simulator_missing(s)
+            if missing and sim == "all":
+                click.echo(f"{s}: skipped: {missing}")
+                continue
+            result = run_bench(config, block.build(config), block.top, block.bench, sim=s,
+                               build_root=build_dir, seed=seed, quiet=True)
+            for name, ok in result.cases:
+                click.echo(f"{s:9} {name:32} {'PASS' if ok else 'FAIL'}")
+            click.echo(f"{s}: {result.tests - result.failed}/{result.tests} passed "
+                       f"(log: {result.build_dir / 'sim.log'})")
+
+    return click.Command(block.name, callback=run, help=f"Run the cocotb bench of the {block.summary}.",
+                         params=[click.Option(["--sim"], type=click.Choice(["all", "verilator", "icarus"]),
+                                              default="all", show_default=True),
+                                 click.Option(["--seed"], type=int, default=1, show_default=True),
+                                 click.Option(["--build-dir"], default="sim_build", show_default=True),
+                                 *_config_options(block)])
+
+
+def _synth_command(block: Block) -> click.Command:
+    def run(out, seed, device, package, freq, pnr, **values):
+        from synth.flow import SynthOptions, synthesize
+
+        config = _make_config(block, values)
+        out = out or f"synth_out/{block.name}-{config.tag}"
+        options = SynthOptions(device=device, package=package, seed=seed, freq_mhz=freq, pnr=pnr)
+        synthesize(block.build(config), block.top, out, options, config=config)
+        click.echo((Path(out) / "report.md").read_text(), nl=False)
+        click.echo(f"report: {Path(out) / 'report.json'}")
+
+    return click.Command(block.name, callback=run, help=f"Synthesize and place the {block.summary}.",
+                         params=[click.Option(["-o", "--out"], type=click.Path(file_okay=False),
+                                              help="output folder [default: synth_out/BLOCK-PARAMS]"),
+                                 click.Option(["--seed"], type=int, default=1, show_default=True,
+                                              help="nextpnr placement seed"),
+                                 click.Option(["--device"], default="hx8k", show_default=True),
+                                 click.Option(["--package"], default="ct256", show_default=True),
+                                 click.Option(["--freq"], type=float, default=100.0, show_default=True,
+                                              help="nextpnr target frequency in MHz"),
+                                 click.Option(["--pnr/--no-pnr"], default=True, show_default=True,
+                                              help="run place-and-route for Fmax"),
+                                 *_config_options(block)])
+
+
+@click.group(help=__doc__.split("\n\n")[0])
+def cli():
+    pass
+
+
+cli.add_command(_block_group("generate", "Write a block's Verilog (and its config as JSON).",
+                             _generate_command))
+cli.add_command(_block_group("verify", "Run a block's cocotb bench on Verilator and/or Icarus.",
+                             _verify_command))
+cli.add_command(_block_group("synth", "Area (Yosys) and Fmax (nextpnr-ice40) of a block.",
+                             _synth_command))
+
+
+@cli.command("blocks")
+def blocks_command():
+    """List the blocks Tessera can generate."""
+    for block in BLOCKS.values():
+        click.echo(f"{block.name:12} {block.summary}")
+
+
+@cli.command("demo")
+@click.option("-o", "--out", default="demo_out", show_default=True, type=click.Path(file_okay=False))
+def demo_command(out):
+    """Generate a 2:4 core, run its bench on both simulators and synthesize it."""
+    from .demo import run_demo
+
+    run_demo(Path(out))
+
+
+@cli.command("bench")
+@click.argument("what", type=click.Choice(["nm-core"]))
+@click.option("-o", "--out", default="bench_out", show_default=True, type=click.Path(file_okay=False))
+@click.option("-j", "--jobs", default=2, show_default=True, help="synthesis runs in parallel")
+def bench_command(what, out, jobs):
+    """Print the benchmark figures of a block (area, Fmax, efficiency, utilisation)."""
+    from .bench_nm import run_bench
+
+    run_bench(Path(out), jobs=jobs)
+
+
+def main(argv=None) -> int:
+    try:
+        result = cli.main(args=argv, prog_name="tessera", standalone_mode=False)
+    except click.UsageError as exc:
+        click.echo(f"tessera: error: {exc.format_message()}", err=True)
+        return 2
+    except click.ClickException as exc:
+        click.echo(f"tessera: error: {exc.format_message()}", err=True)
+        return exc.exit_code
+    except click.exceptions.Abort:
+        click.echo("tessera: aborted", err=True)
+        return 1
+    except USER_ERRORS as exc:
+        click.echo(f"tessera: error: {exc}", err=True)
+        return 1
+    return result if isinstance(result, int) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
