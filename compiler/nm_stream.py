@@ -79,7 +79,8 @@ def lower_matmul(config: NMCoreConfig, values, indices, x, *, n: int | None = No
     n = config.n if n is None else n
     v, idx = np.asarray(values), np.asarray(indices)
     if not 1 <= n <= config.n:
-        raise CompileError(f"an {n}:{config.m} product cannot run on an {config.n}:{config.m} core")
+        raise CompileError(f"{n}:{config.m} weights cannot run on a {config.n}:{config.m} core "
+                           f"(n must be 1..{config.n})")
     if v.ndim != 3 or v.shape[-1] != n or idx.shape != v.shape:
         raise CompileError(f"values and indices must have shape [rows, groups, n={n}], "
                            f"got {v.shape} and {idx.shape}")

