@@ -18,12 +18,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from golden import nm
+from golden import nm, tasd
 from hw.nm_core import NMCoreConfig, beat_layout, out_layout
 
 from . import CompileError
 
-__all__ = ["NMProgram", "lower_matmul", "pack_beat", "unpack_output"]
+__all__ = ["NMProgram", "lower_matmul", "lower_series", "pack_beat", "unpack_output"]
 
 
 @dataclass(frozen=True)
@@ -142,3 +142,32 @@ def unpack_output(config: NMCoreConfig, bits: int) -> list[int]:
     """Split an output payload into the signed per-row accumulator values."""
     word = out_layout(config).from_bits(bits)
     return [word[r] for r in range(config.rows)]
+
+
+def lower_series(config: NMCoreConfig, terms, x, *, filler: np.random.Generator | None = None) -> NMProgram:
+    """Lower a TASD series ``A ~= T1 + T2 + ...`` (``golden.tasd.Term`` list, all for the
+    same ``A[R, K]``) times ``x`` onto ``config`` as one product.
+
+    Each term is re-read in the core's m-groups (a 2:4 term is a 4:8 tensor) and the terms
+    are concatenated along K with ``x`` repeated, so all terms accumulate in the same
+    dot product: ``sum_t T_t @ x`` in ``len(terms) * K / m`` beats per row block and
+    column (``golden.tasd.series_cycles``).
+    """
+    if not terms:
+        raise CompileError("a series needs at least one term")
+    values, indices = [], []
+    for term in terms:
+        if not tasd.term_fits_core(term.n, term.m, config):
+            raise CompileError(f"term {term.n}:{term.m} cannot run on a {config.n}:{config.m} core")
+        dense = np.asarray(term.dense())
+        if dense.ndim != 2 or dense.shape != np.asarray(terms[0].dense()).shape:
+            raise CompileError("every term must be a [rows, K] matrix of the same shape")
+        if dense.shape[1] % config.m:
+            raise CompileError(f"K={dense.shape[1]} is not a multiple of the core's m={config.m}")
+        v, i = nm.compress(dense, config.n, config.m)
+        values.append(v)
+        indices.append(i)
+    a = np.asarray(x)
+    repeated = np.concatenate([a] * len(terms), axis=0)
+    return lower_matmul(config, np.concatenate(values, axis=1), np.concatenate(indices, axis=1),
+                        repeated, filler=filler)

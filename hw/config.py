@@ -8,6 +8,7 @@ with :func:`param`, whose help text is shown by ``tessera generate BLOCK --help`
 
 import dataclasses
 import json
+import re
 from typing import Any, ClassVar, Self
 
 __all__ = ["BlockConfig", "ConfigError", "param"]
@@ -39,6 +40,8 @@ class BlockConfig:
             value = getattr(self, field.name)
             if field.type in (int, "int") and (not isinstance(value, int) or isinstance(value, bool)):
                 raise ConfigError(f"{field.name} must be an integer, not {value!r}")
+            if field.type in (str, "str") and not isinstance(value, str):
+                raise ConfigError(f"{field.name} must be a string, not {value!r}")
         self.validate()
 
     def validate(self) -> None:
@@ -52,7 +55,8 @@ class BlockConfig:
     @property
     def tag(self) -> str:
         """A short, file-name-safe identifier of this parameter set (``n2_m4_rows1...``)."""
-        return "_".join(f"{f.name}{getattr(self, f.name)}" for f in dataclasses.fields(self))
+        text = "_".join(f"{f.name}{getattr(self, f.name)}" for f in dataclasses.fields(self))
+        return re.sub(r"[^A-Za-z0-9_.-]", "-", text)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

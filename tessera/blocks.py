@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from hw import BlockConfig
 from hw.nm_core import NMCore, NMCoreConfig
+from hw.topn import TopN, TopNConfig
 
 __all__ = ["Block", "BLOCKS", "register", "get_block"]
 
@@ -47,3 +48,5 @@ def get_block(name: str) -> Block:
 
 register(Block("nm-core", "N:M structured-sparse tensor core (int8 x int8 -> int32)",
                NMCoreConfig, NMCore, "nm_core", "verif.nm_core_tb"))
+register(Block("topn", "activation top-N unit: dense int8 M-groups -> TASD N:M terms",
+               TopNConfig, TopN, "topn", "verif.topn_tb"))

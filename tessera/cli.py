@@ -29,8 +29,9 @@ def _config_options(block: Block):
     """click options for every parameter of the block's config."""
     options = []
     for field in block.config.params():
+        kind = str if field.type in (str, "str") else int
         options.append(click.Option([f"--{field.name.replace('_', '-')}", field.name],
-                                    type=int, default=field.default, show_default=True,
+                                    type=kind, default=field.default, show_default=True,
                                     help=field.metadata.get("help", "")))
     return options
 

@@ -72,4 +72,4 @@ def test_verify_runs_the_bench(tmp_path, capsys):
     assert main(["verify", "nm-core", "--n", "1", "--m", "4", "--sim", "icarus",
                  "--build-dir", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    assert "icarus: 4/4 passed" in out and "full_rate_cycles" in out
+    assert "icarus: 5/5 passed" in out and "full_rate_cycles" in out

@@ -22,7 +22,7 @@ def run(cfg, sim, sim_root):
     require_simulator(sim)
     result = run_bench(cfg, NMCore(cfg), "nm_core", "verif.nm_core_tb", sim=sim,
                        build_root=sim_root, quiet=True)
-    assert result.passed and result.tests == 4
+    assert result.passed and result.tests == 5
 
 
 @pytest.mark.parametrize("sim", SIMS)

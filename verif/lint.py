@@ -7,8 +7,10 @@ backend rather than findings, and are waived one by one, never by rule name alon
 * ``PROCASSINIT``: every register is declared with its power-up value
   (``reg x = 8'h00;``) and also assigned in an ``always`` block. That is Amaranth's
   semantics (a register's ``init`` holds at power-up and after reset).
-* ``UNUSEDSIGNAL`` on *bits* of a Yosys temporary (``'$12'[32]``): the carry-out of a
-  sum that is truncated on assignment, i.e. a width matter.
+* ``UNUSEDSIGNAL`` on a Yosys temporary (``'$12'``, or bits of one such as ``'$12'[32]``):
+  a nameless intermediate of the Amaranth-to-Verilog translation -- the carry-out of a
+  sum truncated on assignment, or an operand the translation emitted twice. Temporaries
+  never carry a design name; unused *named* logic is still reported.
 * ``UNUSEDSIGNAL`` on a named signal driven only by ``assign name = ...;``: a name the
   generator gave to an intermediate value whose readers Yosys wired to the same net
   under another name. The value is used; the alias is not.
@@ -34,7 +36,7 @@ def _waived(code: str, message: str, text: str) -> bool:
         return True
     if code != "UNUSEDSIGNAL":
         return False
-    if re.match(r"Bits of signal are not used: '\$\d+'", message):
+    if re.match(r"(Bits of signal are|Signal is) not used: '\$\d+'", message):
         return True
     alias = re.match(r"Signal is not used: '([A-Za-z_][A-Za-z0-9_$]*)'$", message)
     return bool(alias and re.search(rf"^\s*assign\s+{re.escape(alias.group(1))}\s*=", text, re.M))

@@ -114,9 +114,12 @@ def run_bench(config: BlockConfig, component, top: str, test_module: str, *, sim
     runner = get_runner(sim)
     build_args = ["-Wno-fatal"] if sim == "verilator" else []
     log = build_dir / "sim.log" if quiet else None
-    runner.build(sources=[source], hdl_toplevel=top, build_dir=build_dir, always=True,
-                 build_args=build_args, timescale=("1ns", "1ps"),
-                 log_file=build_dir / "build.log" if quiet else None)
+    try:
+        runner.build(sources=[source], hdl_toplevel=top, build_dir=build_dir, always=True,
+                     build_args=build_args, timescale=("1ns", "1ps"),
+                     log_file=build_dir / "build.log" if quiet else None)
+    except (RuntimeError, subprocess.CalledProcessError) as exc:
+        raise VerifError(f"{sim} build of {top} failed ({exc}); see {build_dir / 'build.log'}") from None
     env = {CONFIG_ENV: config.to_json(), **(extra_env or {})}
     try:
         results = runner.test(test_module=test_module, hdl_toplevel=top, build_dir=build_dir,
@@ -126,8 +129,8 @@ def run_bench(config: BlockConfig, component, top: str, test_module: str, *, sim
                               if "PYTEST_CURRENT_TEST" not in os.environ else None)
     except SystemExit as exc:
         raise VerifError(f"{sim} run of {top} failed (exit {exc.code}); see {build_dir}") from None
-    except subprocess.CalledProcessError as exc:
-        raise VerifError(f"{sim} build of {top} failed: {exc}; see {build_dir}") from None
+    except (RuntimeError, subprocess.CalledProcessError) as exc:
+        raise VerifError(f"{sim} run of {top} failed ({exc}); see {build_dir}") from None
     result = BenchResult(sim, build_dir, Path(results), read_results(Path(results)))
     if not result.passed:
         raise VerifError(f"{result.failed} of {result.tests} {top} tests failed on {sim}; "

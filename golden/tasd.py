@@ -1,0 +1,171 @@
+"""TASD: tensor approximation via structured decomposition (arXiv 2403.07953).
+
+A tensor ``A`` is approximated by a short *series* of N:M terms, ``A ~= T1 + T2 + ...``,
+so hardware that only runs N:M products can run any layer: ``A @ X = sum_i Ti @ X``.
+
+Greedy decomposition under a series ``[(n1, m1), (n2, m2), ...]``::
+
+    R = A
+    for (n, m) in series:
+        T = prune(R, n, m)        # top-n magnitudes of every m-group of R (ties: lower index)
+        append compress(T, n, m)  # golden.nm's compressed form
+        R = R - T
+
+Groups run along the last (reduction) axis, as in :mod:`golden.nm`. Its length must be a
+multiple of every ``m`` of the series: callers pad with zeros explicitly (zeros change
+nothing: they are never kept ahead of a non-zero). Integer tensors decompose exactly in
+integers; this is the arithmetic of the activation top-N unit (``hw.topn``).
+
+Series are written ``"2:4+2:8"`` or given as ``[(2, 4), (2, 8)]``; ``"dense"`` (or
+``""``/``None`` where allowed) means no decomposition.
+"""
+
+from dataclasses import dataclass
+from math import lcm
+
+import numpy as np
+
+from . import GoldenError, nm
+from .nm import _to_numpy
+
+__all__ = ["Term", "parse_series", "format_series", "decompose", "reconstruct",
+           "relative_error", "term_fits_core", "series_passes", "series_cycles", "dense_passes"]
+
+
+@dataclass(frozen=True)
+class Term:
+    """One N:M term in golden.nm's compressed form (``values``/``indices`` ``[..., K//m, n]``)."""
+
+    n: int
+    m: int
+    values: np.ndarray
+    indices: np.ndarray
+
+    def dense(self) -> np.ndarray:
+        return nm.decompress(self.values, self.indices, self.n, self.m)
+
+
+def parse_series(series) -> tuple[tuple[int, int], ...]:
+    """``"2:4+2:8"`` or ``[(2, 4), (2, 8)]`` -> ``((2, 4), (2, 8))``; validated.
+
+    Raises
+    ------
+    GoldenError
+        For an empty series, a term that is not ``n:m``, or a term with ``n > m``,
+        ``n < 1`` or ``m < 1``; the message names the term.
+    """
+    if isinstance(series, str):
+        text = series.strip()
+        if not text:
+            raise GoldenError("empty series: give terms such as '2:4' or '2:4+1:4'")
+        terms = []
+        for part in text.split("+"):
+            pieces = part.strip().split(":")
+            try:
+                n, m = (int(p) for p in pieces)
+            except ValueError:
+                raise GoldenError(f"series term {part.strip()!r} in {series!r} is not of the form n:m") from None
+            terms.append((n, m))
+    else:
+        try:
+            terms = [(int(n), int(m)) for n, m in series]
+        except (TypeError, ValueError):
+            raise GoldenError(f"series {series!r} is not a list of (n, m) pairs") from None
+        if not terms:
+            raise GoldenError("empty series: give terms such as [(2, 4)]")
+    for n, m in terms:
+        if m < 1 or not 1 <= n <= m:
+            raise GoldenError(f"series term {n}:{m} is invalid: need 1 <= n <= m")
+    return tuple(terms)
+
+
+def format_series(series) -> str:
+    return "+".join(f"{n}:{m}" for n, m in parse_series(series))
+
+
+def decompose(a, series) -> list[Term]:
+    """Greedy TASD decomposition of ``a`` (numpy or torch, any dtype) under ``series``."""
+    terms_nm = parse_series(series)
+    r = _to_numpy(a)
+    if r.ndim == 0:
+        raise GoldenError("cannot decompose a scalar: the tensor needs a reduction (last) axis")
+    k = r.shape[-1]
+    group = lcm(*(m for _, m in terms_nm))
+    if k % group:
+        raise GoldenError(f"the reduction axis has {k} elements, not a multiple of {group} "
+                          f"(the series {format_series(terms_nm)}); pad it with zeros to "
+                          f"{-(-k // group) * group} first")
+    if r.dtype.kind == "f" and not np.all(np.isfinite(r)):
+        raise GoldenError("cannot decompose a tensor with NaN or infinite values")
+    terms = []
+    for n, m in terms_nm:
+        t = nm.prune(r, n, m)
+        values, indices = nm.compress(t, n, m)
+        terms.append(Term(n, m, values, indices))
+        r = r - t
+    return terms
+
+
+def reconstruct(terms: list[Term]) -> np.ndarray:
+    """The sum of the terms' dense forms."""
+    if not terms:
+        raise GoldenError("nothing to reconstruct: no terms")
+    total = terms[0].dense().copy()
+    for term in terms[1:]:
+        total = total + term.dense()
+    return total
+
+
+def relative_error(a, terms: list[Term]) -> float:
+    """``||a - reconstruct(terms)||_F / ||a||_F`` (0 for an all-zero ``a``)."""
+    a = _to_numpy(a).astype(np.float64)
+    norm = np.linalg.norm(a)
+    if norm == 0:
+        return 0.0
+    return float(np.linalg.norm(a - reconstruct(terms).astype(np.float64)) / norm)
+
+
+# Cost model on the N:M tensor core (hw.nm_core). ``core`` is any object with the
+# attributes n, m, rows and latency (an NMCoreConfig).
+
+def term_fits_core(n: int, m: int, core) -> bool:
+    """An n:m term runs on an n_c:m_c core when m divides m_c and the term, read in
+    m_c-groups, needs at most n_c slots: n * (m_c / m) <= n_c (e.g. 2:4 is 4:8)."""
+    return core.m % m == 0 and n * (core.m // m) <= core.n
+
+
+def series_passes(series, core) -> int:
+    """Passes (M-group streams) the series takes on ``core``: one per term.
+
+    Raises
+    ------
+    GoldenError
+        If a term cannot run on the core (the term and the core are named).
+    """
+    terms = parse_series(series)
+    for n, m in terms:
+        if not term_fits_core(n, m, core):
+            raise GoldenError(f"term {n}:{m} cannot run on a {core.n}:{core.m} core "
+                              f"(needs m dividing {core.m} and n*{core.m}/m <= {core.n})")
+    return len(terms)
+
+
+def dense_passes(core) -> int:
+    """Passes a dense operand takes on ``core``: ceil(m / n) terms of n:m are exact."""
+    return -(-core.m // core.n)
+
+
+def series_cycles(series, core, out_rows: int, k: int, cols: int = 1) -> int:
+    """Cycles of ``A[out_rows, K] @ X[K, cols]`` with ``A`` decomposed under ``series``
+    (``"dense"`` for no decomposition) on ``core``.
+
+    The terms of one output accumulate in the core's accumulator: the compiler streams
+    the groups of every term back to back inside one dot product, so a series of P
+    passes is a dot product P times as long (K padded to a multiple of the core's m).
+    """
+    if series in (None, "", "dense"):
+        passes = dense_passes(core)
+    else:
+        passes = series_passes(series, core)
+    k_padded = -(-k // core.m) * core.m
+    return nm.cycles(core, out_rows, passes * k_padded, cols)
