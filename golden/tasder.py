@@ -17,8 +17,8 @@ Search (deterministic given the calibration batch, hence given its seed):
 1. For every layer and option, the *sensitivity*: the metric with only that layer
    approximated (accuracy drop in points, or the relative error of the model output).
 2. Greedy: starting from all-dense, try options in order of increasing sensitivity
-   (ties: larger cycle saving first, then layer order); accept an option when it lowers
-   that layer's cycles and the whole model stays within the budget.
+   (ties: lower output error, then larger cycle saving, then layer order); accept an
+   option when it lowers that layer's cycles and the whole model stays within budget.
 """
 
 from dataclasses import dataclass, field
@@ -170,12 +170,14 @@ def search(model: nn.Module, x: torch.Tensor, core, menu: list[str], *,
     with torch.no_grad():
         reference = model.eval()(x)
 
-    def metric(choices):
+    def metric(choices) -> tuple[float, float]:
+        """(the budgeted metric, the output's relative error) with ``choices`` applied."""
         out = approximate(model, choices, x, cache)
+        error = float(torch.linalg.norm(out - reference) / torch.linalg.norm(reference))
         if max_accuracy_drop is not None:
             ref_acc = (reference.argmax(1) == y).float().mean().item()
-            return 100.0 * (ref_acc - (out.argmax(1) == y).float().mean().item())
-        return float(torch.linalg.norm(out - reference) / torch.linalg.norm(reference))
+            return 100.0 * (ref_acc - (out.argmax(1) == y).float().mean().item()), error
+        return error, error
 
     # Activation rows per sample, from one forward pass with shape-recording hooks.
     cols = {}
@@ -194,18 +196,18 @@ def search(model: nn.Module, x: torch.Tensor, core, menu: list[str], *,
         for oi, option in enumerate(options[1:], 1):
             saving = dense_cost - cost[(layer.name, option)]
             if saving > 0:
-                candidates.append((metric({layer.name: option}), -saving, li, oi))
-    candidates.sort()
+                candidates.append((*metric({layer.name: option}), -saving, li, oi))
+    candidates.sort()   # least sensitive first; the output error breaks accuracy ties
 
     choices: dict[str, LayerChoice] = {}
     achieved = 0.0
-    for _sens, _saving, li, oi in candidates:
+    for _sens, _error, _saving, li, oi in candidates:
         layer, option = layers[li], options[oi]
         current = choices.get(layer.name, options[0])
         if cost[(layer.name, option)] >= cost[(layer.name, current)]:
             continue
         trial = {**choices, layer.name: option}
-        value = metric(trial)
+        value, _ = metric(trial)
         if value <= budget:
             choices, achieved = trial, value
     result = TasderResult(choices, budget=budget, metric=achieved,

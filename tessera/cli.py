@@ -142,14 +142,46 @@ def demo_command(out):
 
 
 @cli.command("bench")
-@click.argument("what", type=click.Choice(["nm-core"]))
+@click.argument("what", type=click.Choice(["nm-core", "tasd"]))
 @click.option("-o", "--out", default="bench_out", show_default=True, type=click.Path(file_okay=False))
 @click.option("-j", "--jobs", default=2, show_default=True, help="synthesis runs in parallel")
 def bench_command(what, out, jobs):
-    """Print the benchmark figures of a block (area, Fmax, efficiency, utilisation)."""
-    from .bench_nm import run_bench
-
+    """Print the benchmark figures of a block or method."""
+    if what == "nm-core":
+        from .bench_nm import run_bench
+    else:
+        from .bench_tasd import run_bench
     run_bench(Path(out), jobs=jobs)
+
+
+@cli.command("tasder")
+@click.option("--model", type=click.Choice(["digits", "digits-p50", "digits-p75", "digits-p90"]),
+              default="digits-p75", show_default=True, help="built-in model")
+@click.option("--core", default="2:4", show_default=True, help="the tensor core's n:m")
+@click.option("--rows", default=8, show_default=True, help="the core's output rows")
+@click.option("--menu", default=None,
+              help="comma-separated series the search may use [default: the standard series the core runs]")
+@click.option("--max-drop", type=float, default=None,
+              help="budget: max top-1 drop on the calibration batch, in points [default: 1.0]")
+@click.option("--max-error", type=float, default=None,
+              help="budget: max relative error of the model output (instead of --max-drop)")
+@click.option("--calib", default=512, show_default=True, help="calibration samples (training split)")
+@click.option("--seed", default=0, show_default=True, help="seed of the calibration batch")
+@click.option("-o", "--out", default="tasder.json", show_default=True, type=click.Path(dir_okay=False))
+def tasder_command(model, core, rows, menu, max_drop, max_error, calib, seed, out):
+    """Choose a TASD series per layer (weights or activations) within an accuracy budget."""
+    from .models import load_model
+    from .tasd_tools import default_menu, layer_table, parse_core, run_tasder, write_json
+
+    if max_drop is None and max_error is None:
+        max_drop = 1.0
+    target = parse_core(core, rows)
+    series = [s.strip() for s in menu.split(",")] if menu else default_menu(target)
+    summary = run_tasder(load_model(model, calib, seed), target, series,
+                         max_drop=max_drop, max_error=max_error)
+    write_json(summary, Path(out))
+    click.echo(layer_table(summary))
+    click.echo(f"wrote {out}")
 
 
 def main(argv=None) -> int:

@@ -1,0 +1,98 @@
+"""``tessera bench tasd``: TASD/TASDER on real models, and passes vs parallel term units.
+
+1. For the digits CNN (dense and 50/75/90 % pruned, no fine-tuning after TASD), on an
+   8-row 2:4 core and an 8-row 2:8 core, for accuracy budgets of 0.5 and 1 point on the
+   calibration batch: the series TASDER picks per layer, effective density, core cycles
+   against dense on the same core, test top-1, and the EDP proxy.
+2. Executing a series: two passes of 2:8 on a 2:8 core against one pass on a 4:8 core
+   (two term units in parallel), by LUT4 x cycles from synthesis.
+
+Results go to ``<out>/tasd_bench.json`` and ``.md``.
+"""
+
+import json
+from pathlib import Path
+
+import click
+from rich.progress import Progress
+
+from golden import tasd
+from hw.nm_core import NMCore, NMCoreConfig
+from synth.flow import synthesize
+
+from .models import load_model
+from .tasd_tools import default_menu, run_tasder
+
+MODELS = ["digits", "digits-p50", "digits-p75", "digits-p90"]
+CORES = [NMCoreConfig(n=2, m=4, rows=8), NMCoreConfig(n=2, m=8, rows=8)]
+BUDGETS = [0.5, 1.0]
+
+
+def _compact(summary) -> str:
+    parts = []
+    for layer in summary["search"]["layers"]:
+        if layer["weights"] != "dense":
+            parts.append(f"{layer['name']}=W{layer['weights']}")
+        elif layer["activations"] != "dense":
+            parts.append(f"{layer['name']}=A{layer['activations']}")
+        else:
+            parts.append(f"{layer['name']}=dense")
+    return " ".join(parts)
+
+
+def _model_table(rows) -> str:
+    lines = ["| model | core | budget (pts) | series per layer | eff. density | cycles | dense cycles "
+             "| cycles saved | top-1 dense | top-1 TASD | drop | EDP proxy saved |",
+             "|" + "---|" * 12]
+    for s in rows:
+        t = s["test_top1"]
+        lines.append(
+            f"| {s['model']} | {s['core']['n']}:{s['core']['m']} x{s['core']['rows']} | {s['search']['budget']} "
+            f"| {_compact(s)} | {s['effective_density']:.3f} | {s['search']['cycles']} "
+            f"| {s['search']['dense_cycles']} | {100 * s['cycle_reduction']:.1f}% | {t['reference']:.2f} "
+            f"| {t['tasd']:.2f} | {t['drop']:+.2f} | {100 * s['edp_reduction']:.1f}% |")
+    return "\n".join(lines)
+
+
+def _passes_vs_parallel(out: Path) -> tuple[str, dict]:
+    """2:8+2:8: two passes on a 2:8 core vs one pass on a 4:8 core, per LUT4 x cycles."""
+    lines = ["| rows | 2:8 core LUT4 | x 2 passes | 4:8 core LUT4 | x 1 pass | better per area-time |",
+             "|---|---|---|---|---|---|"]
+    data = {}
+    for rows in (1, 8):
+        luts = {}
+        for n in (2, 4):
+            cfg = NMCoreConfig(n=n, m=8, rows=rows)
+            rep = synthesize(NMCore(cfg), "nm_core", out / "synth" / cfg.tag, config=cfg)
+            luts[n] = rep["ice40"]["lut4"]
+        passes = tasd.series_passes("2:8+2:8", NMCoreConfig(n=2, m=8))
+        two, one = luts[2] * passes, luts[4] * tasd.series_passes("2:8+2:8", NMCoreConfig(n=4, m=8))
+        better = "parallel (4:8)" if one < two else "passes (2:8)"
+        lines.append(f"| {rows} | {luts[2]} | {two} | {luts[4]} | {one} | {better} ({100 * abs(two - one) / max(two, one):.1f}% less) |")
+        data[rows] = {"lut4_2of8": luts[2], "lut4_4of8": luts[4], "passes_cost": two, "parallel_cost": one}
+    return "\n".join(lines), data
+
+
+def run_bench(out: Path, jobs: int = 2) -> dict:
+    out.mkdir(parents=True, exist_ok=True)
+    runs = [(m, c, b) for m in MODELS for c in CORES for b in BUDGETS]
+    summaries = []
+    with Progress() as progress:
+        task = progress.add_task("TASDER searches", total=len(runs))
+        for model, core, budget in runs:
+            bundle = load_model(model)
+            summaries.append(run_tasder(bundle, core, default_menu(core), max_drop=budget))
+            progress.advance(task)
+    table = _model_table(summaries)
+    click.echo(table)
+    p75 = [s for s in summaries if s["model"] == "digits-p75" and s["search"]["budget"] == 1.0]
+    target = "; ".join(f"{s['core']['n']}:{s['core']['m']} core: {100 * s['cycle_reduction']:.1f}% fewer cycles "
+                       f"at {s['test_top1']['drop']:+.2f} points" for s in p75)
+    target_line = f"75%-pruned digits, 1-point budget (target >= 50% fewer cycles at <= 1 point): {target}"
+    click.echo(target_line)
+    parallel_table, parallel = _passes_vs_parallel(out)
+    click.echo(parallel_table)
+    result = {"models": summaries, "passes_vs_parallel": parallel}
+    (out / "tasd_bench.json").write_text(json.dumps(result, indent=2) + "\n")
+    (out / "tasd_bench.md").write_text("\n\n".join([table, target_line, parallel_table]) + "\n")
+    return result

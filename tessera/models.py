@@ -1,0 +1,38 @@
+"""Built-in models the model-level commands (``tessera tasder``, benchmarks) run on.
+
+``digits``, ``digits-p50``, ``digits-p75``, ``digits-p90``: the digits CNN
+(:mod:`golden.digits`), dense or magnitude-pruned to 50/75/90 % unstructured sparsity.
+Each comes with a seeded calibration batch from the training split and the test split.
+"""
+
+from dataclasses import dataclass
+
+import torch
+
+from golden import GoldenError, digits
+
+__all__ = ["ModelBundle", "MODELS", "load_model"]
+
+DIGITS = {"digits": 0.0, "digits-p50": 0.5, "digits-p75": 0.75, "digits-p90": 0.9}
+MODELS = tuple(DIGITS)
+
+
+@dataclass
+class ModelBundle:
+    name: str
+    model: torch.nn.Module
+    x_calib: torch.Tensor
+    y_calib: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+
+
+def load_model(name: str, calib: int = 512, seed: int = 0) -> ModelBundle:
+    """A built-in model with ``calib`` calibration samples drawn with ``seed``."""
+    if name not in DIGITS:
+        raise GoldenError(f"unknown model {name!r}; built-in models: {', '.join(MODELS)}")
+    if calib < 1:
+        raise GoldenError(f"the calibration batch needs >= 1 sample, not {calib}")
+    data = digits.load_data()
+    x, y = data.calibration(calib, seed)
+    return ModelBundle(name, digits.pretrained(DIGITS[name]), x, y, data.x_test, data.y_test)

@@ -1,0 +1,100 @@
+"""TASDER on the built-in models: the ``tessera tasder`` command and the TASD benchmark
+share these helpers."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from golden import GoldenError, tasd, tasder
+from golden.lowering import matmul_layers
+from hw.nm_core import NMCoreConfig
+
+from .models import ModelBundle
+
+__all__ = ["STANDARD_MENU", "default_menu", "parse_core", "run_tasder", "layer_table", "effective_density"]
+
+#: Series worth supporting (REFERENCE.md); a core runs the ones whose terms fit it.
+STANDARD_MENU = ["1:2", "1:4", "2:4", "2:4+1:4", "1:8", "2:8", "4:8", "2:8+2:8", "2:4+2:8"]
+
+
+def parse_core(text: str, rows: int) -> NMCoreConfig:
+    """``"2:4"`` -> the NMCoreConfig of a 2:4 core with ``rows`` rows."""
+    try:
+        n, m = (int(v) for v in text.split(":"))
+    except ValueError:
+        raise GoldenError(f"core {text!r} is not of the form n:m") from None
+    return NMCoreConfig(n=n, m=m, rows=rows)
+
+
+def default_menu(core) -> list[str]:
+    """The standard series that run on ``core`` with fewer passes than dense."""
+    menu = []
+    for series in STANDARD_MENU:
+        terms = tasd.parse_series(series)
+        if all(tasd.term_fits_core(n, m, core) for n, m in terms) and len(terms) < tasd.dense_passes(core):
+            menu.append(series)
+    if not menu:
+        raise GoldenError(f"no standard series runs faster than dense on a {core.n}:{core.m} core")
+    return menu
+
+
+def effective_density(result: tasder.TasderResult) -> float:
+    """Fraction of the dense MACs the chosen terms keep: per layer sum(n_i / m_i) over the
+    decomposed operand's series (1 for dense layers), weighted by the layer's MACs."""
+    kept = total = 0.0
+    for layer in result.layers:
+        macs = layer["out"] * layer["k"] * layer["cols"]
+        series = layer["weights"] if layer["weights"] != "dense" else layer["activations"]
+        density = 1.0 if series == "dense" else min(1.0, sum(n / m for n, m in tasd.parse_series(series)))
+        kept += macs * density
+        total += macs
+    return kept / total
+
+
+def top1(model, choices, x, y) -> float:
+    out = tasder.approximate(model, choices, x)
+    return 100.0 * (out.argmax(1) == y).float().mean().item()
+
+
+def run_tasder(bundle: ModelBundle, core: NMCoreConfig, menu: list[str], *,
+               max_drop: float | None = None, max_error: float | None = None) -> dict:
+    """Search, then evaluate on the test split; a JSON-able summary."""
+    result = tasder.search(bundle.model, bundle.x_calib, core, menu, y=bundle.y_calib,
+                           max_accuracy_drop=max_drop, max_output_error=max_error)
+    reference = top1(bundle.model, {}, bundle.x_test, bundle.y_test)
+    approximated = top1(bundle.model, result.choices, bundle.x_test, bundle.y_test)
+    cycle_ratio = result.cycles / result.dense_cycles
+    return {
+        "model": bundle.name, "core": core.to_dict(), "menu": menu,
+        "search": result.to_json(),
+        "effective_density": effective_density(result),
+        "test_top1": {"reference": reference, "tasd": approximated, "drop": reference - approximated},
+        "cycle_reduction": 1 - cycle_ratio,
+        # Energy ~ cycles x (the core's power, unchanged), delay ~ cycles.
+        "edp_reduction": 1 - cycle_ratio ** 2,
+    }
+
+
+def layer_table(summary: dict) -> str:
+    lines = ["| layer | kind | out x K x cols | weights | activations | cycles | dense cycles |",
+             "|---|---|---|---|---|---|---|"]
+    for layer in summary["search"]["layers"]:
+        lines.append(f"| {layer['name']} | {layer['kind']} | {layer['out']} x {layer['k']} x {layer['cols']} "
+                     f"| {layer['weights']} | {layer['activations']} | {layer['cycles']} | {layer['dense_cycles']} |")
+    s = summary["search"]
+    t = summary["test_top1"]
+    lines.append(f"| total | | | | | {s['cycles']} | {s['dense_cycles']} |")
+    lines.append("")
+    lines.append(f"{summary['model']} on a {summary['core']['n']}:{summary['core']['m']} core "
+                 f"({summary['core']['rows']} rows): {100 * summary['cycle_reduction']:.1f}% fewer cycles "
+                 f"than dense, effective density {summary['effective_density']:.3f}, "
+                 f"test top-1 {t['tasd']:.2f}% vs {t['reference']:.2f}% ({t['drop']:+.2f} points drop), "
+                 f"EDP proxy {100 * summary['edp_reduction']:.1f}% lower")
+    return "\n".join(lines)
+
+
+def write_json(summary: dict, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(summary, indent=2) + "\n")
