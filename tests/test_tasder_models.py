@@ -1,0 +1,38 @@
+"""TASDER end to end on the digits CNN through the CLI (the model trains once and is
+cached): the JSON it writes, the budget it keeps, the cost it reports."""
+
+import json
+
+from golden import tasd
+from hw.nm_core import NMCoreConfig
+from tessera.cli import main
+
+
+def test_tasder_command_on_the_pruned_digits_cnn(tmp_path, capsys):
+    out = tmp_path / "choice.json"
+    assert main(["tasder", "--model", "digits-p75", "--core", "2:4", "--max-drop", "1.0",
+                 "--calib", "256", "-o", str(out)]) == 0
+    summary = json.loads(out.read_text())
+    search = summary["search"]
+    core = NMCoreConfig(n=2, m=4, rows=8)
+    # The budget holds on the calibration batch it was searched on.
+    assert search["metric"] == "accuracy_drop_points" and search["achieved"] <= 1.0
+    # Every layer's cycles are what the cost model gives for its choice and shape.
+    for layer in search["layers"]:
+        series = layer["weights"] if layer["weights"] != "dense" else layer["activations"]
+        if layer["activations"] != "dense":
+            expected = tasd.series_cycles(series, core, layer["cols"], layer["k"], layer["out"])
+        else:
+            expected = tasd.series_cycles(series, core, layer["out"], layer["k"], layer["cols"])
+        assert layer["cycles"] == expected
+    assert search["cycles"] == sum(l["cycles"] for l in search["layers"]) < search["dense_cycles"]
+    assert 0 < summary["effective_density"] < 1
+    table = capsys.readouterr().out
+    assert "| conv2 | Conv2d | 32 x 144 x 64 |" in table and "fewer cycles than dense" in table
+
+
+def test_tasder_command_errors(capsys):
+    assert main(["tasder", "--core", "3:4", "--menu", "2:8"]) == 1
+    assert "term 2:8 cannot run on a 3:4 core" in capsys.readouterr().err
+    assert main(["tasder", "--core", "2of4"]) == 1
+    assert "core '2of4' is not of the form n:m" in capsys.readouterr().err
