@@ -142,15 +142,17 @@ def demo_command(out):
 
 
 @cli.command("bench")
-@click.argument("what", type=click.Choice(["nm-core", "tasd"]))
+@click.argument("what", type=click.Choice(["nm-core", "tasd", "train-nm"]))
 @click.option("-o", "--out", default="bench_out", show_default=True, type=click.Path(file_okay=False))
 @click.option("-j", "--jobs", default=2, show_default=True, help="synthesis runs in parallel")
 def bench_command(what, out, jobs):
     """Print the benchmark figures of a block or method."""
     if what == "nm-core":
         from .bench_nm import run_bench
-    else:
+    elif what == "tasd":
         from .bench_tasd import run_bench
+    else:
+        from .bench_train import run_bench
     run_bench(Path(out), jobs=jobs)
 
 
@@ -204,3 +206,43 @@ def main(argv=None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+@cli.command("train-nm")
+@click.option("--recipe", type=click.Choice(["dense", "srste", "mdgf-linear", "mdgf-exp", "sdgf"]),
+              default="sdgf", show_default=True)
+@click.option("--n", default=1, show_default=True, help="target N")
+@click.option("--m", default=8, show_default=True, help="target M")
+@click.option("--epochs", default=30, show_default=True)
+@click.option("--warmup", default=5, show_default=True, help="dense warm-up epochs")
+@click.option("--finetune", default=5, show_default=True, help="final epochs with a fixed binary mask")
+@click.option("--lam", default=2e-4, show_default=True, help="SR-STE's lambda (srste, sdgf)")
+@click.option("--decay", default=0.0, show_default=True,
+              help="MDGF decay constant (0: linear 1.0, exp 8.0)")
+@click.option("--schedule", default="", help="SDGF stages of N, e.g. 7,4,2,1 [default: m-1 halving to n]")
+@click.option("--seed", default=0, show_default=True)
+@click.option("-o", "--out", default="train_out", show_default=True, type=click.Path(file_okay=False))
+def train_nm_command(recipe, n, m, epochs, warmup, finetune, lam, decay, schedule, seed, out):
+    """Train the digits CNN to an N:M target; save the model and its compressed weights."""
+    from rich.progress import Progress
+
+    from golden import digits
+    from golden.sparse_train import Recipe
+
+    from .train_tools import save_model, train_digits
+
+    try:
+        stages = tuple(int(v) for v in schedule.split(",")) if schedule else ()
+    except ValueError:
+        raise click.UsageError(f"--schedule must be comma-separated integers, not {schedule!r}") from None
+    r = Recipe(kind=recipe, n=n, m=m, epochs=epochs, warmup=warmup, finetune=finetune, lam=lam,
+               decay=decay, schedule=stages)
+    with Progress() as progress:
+        task = progress.add_task(f"{recipe} {n}:{m}", total=epochs)
+        model = train_digits(r, seed, lambda epoch, loss: progress.update(
+            task, advance=1, description=f"{recipe} {n}:{m} loss {loss:.3f}"))
+    meta = save_model(model, r, Path(out))
+    data = digits.load_data()
+    click.echo(f"test top-1 {digits.accuracy(model, data.x_test, data.y_test):.2f}% "
+               f"({recipe}, {n}:{m}, {epochs} epochs, seed {seed}); sparse layers: "
+               f"{', '.join(meta['layers']) or 'none'}; wrote {out}/model.pt, nm_weights.npz, recipe.json")
