@@ -8,11 +8,16 @@ emitted Verilog holds the ports and the design's own named signals only.
 """
 
 import contextlib
+import threading
 from pathlib import Path
 
 from amaranth.back import rtlil, verilog
 
 __all__ = ["to_verilog", "write_verilog"]
+
+
+#: Emission patches Amaranth's emitter class for its duration: one conversion at a time.
+_LOCK = threading.Lock()
 
 
 @contextlib.contextmanager
@@ -32,7 +37,7 @@ def to_verilog(component, name: str) -> str:
 
     Source locations are left out so that the output only changes when the design does.
     """
-    with _without_field_aliases():
+    with _LOCK, _without_field_aliases():
         return verilog.convert(component, name=name, emit_src=False)
 
 
