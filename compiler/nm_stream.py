@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from golden import nm, tasd
+from golden import GoldenError, nm, tasd
 from hw.nm_core import NMCoreConfig, beat_layout, out_layout
 
 from . import CompileError
@@ -148,26 +148,31 @@ def lower_series(config: NMCoreConfig, terms, x, *, filler: np.random.Generator 
     """Lower a TASD series ``A ~= T1 + T2 + ...`` (``golden.tasd.Term`` list, all for the
     same ``A[R, K]``) times ``x`` onto ``config`` as one product.
 
-    Each term is re-read in the core's m-groups (a 2:4 term is a 4:8 tensor) and the terms
-    are concatenated along K with ``x`` repeated, so all terms accumulate in the same
-    dot product: ``sum_t T_t @ x`` in ``len(terms) * K / m`` beats per row block and
-    column (``golden.tasd.series_cycles``).
+    The terms are packed into passes (:func:`golden.tasd.pack_terms`: non-overlapping
+    terms that fit the core's n together share a pass), each pass is read in the core's
+    m-groups (a 2:4 term is a 4:8 tensor), and the passes are concatenated along K with
+    ``x`` repeated, so everything accumulates in one dot product: ``sum_t T_t @ x`` in
+    ``passes * K / m`` beats per row block and column (``golden.tasd.series_cycles``).
     """
     if not terms:
         raise CompileError("a series needs at least one term")
-    values, indices = [], []
+    shape = np.asarray(terms[0].dense()).shape
     for term in terms:
-        if not tasd.term_fits_core(term.n, term.m, config):
-            raise CompileError(f"term {term.n}:{term.m} cannot run on a {config.n}:{config.m} core")
-        dense = np.asarray(term.dense())
-        if dense.ndim != 2 or dense.shape != np.asarray(terms[0].dense()).shape:
+        if np.asarray(term.dense()).shape != shape or len(shape) != 2:
             raise CompileError("every term must be a [rows, K] matrix of the same shape")
-        if dense.shape[1] % config.m:
-            raise CompileError(f"K={dense.shape[1]} is not a multiple of the core's m={config.m}")
+    if shape[1] % config.m:
+        raise CompileError(f"K={shape[1]} is not a multiple of the core's m={config.m}")
+    try:
+        passes = tasd.pack_terms([(t.n, t.m) for t in terms], config)
+    except GoldenError as exc:
+        raise CompileError(str(exc)) from None
+    values, indices = [], []
+    for members in passes:
+        dense = sum(np.asarray(terms[i].dense()) for i in members)
         v, i = nm.compress(dense, config.n, config.m)
         values.append(v)
         indices.append(i)
     a = np.asarray(x)
-    repeated = np.concatenate([a] * len(terms), axis=0)
+    repeated = np.concatenate([a] * len(passes), axis=0)
     return lower_matmul(config, np.concatenate(values, axis=1), np.concatenate(indices, axis=1),
                         repeated, filler=filler)

@@ -29,7 +29,8 @@ from . import GoldenError, nm
 from .nm import _to_numpy
 
 __all__ = ["Term", "parse_series", "format_series", "decompose", "reconstruct",
-           "relative_error", "term_fits_core", "series_passes", "series_cycles", "dense_passes"]
+           "relative_error", "term_fits_core", "pack_terms", "series_passes", "series_cycles",
+           "dense_passes"]
 
 
 @dataclass(frozen=True)
@@ -134,8 +135,14 @@ def term_fits_core(n: int, m: int, core) -> bool:
     return core.m % m == 0 and n * (core.m // m) <= core.n
 
 
-def series_passes(series, core) -> int:
-    """Passes (M-group streams) the series takes on ``core``: one per term.
+def pack_terms(series, core) -> list[list[int]]:
+    """Group the series' terms into passes of ``core``: lists of term indices.
+
+    Terms never overlap, so terms whose slot needs add up to at most the core's n can
+    share one pass: their sum is an n_c:m_c tensor. A term n:m needs ``n * m_c / m``
+    slots. Packing is first-fit decreasing (ties in series order), which is optimal for
+    the short series TASD uses. A wider core is thus "several term units in parallel":
+    2:8+2:8 is two passes on a 2:8 core and one on a 4:8 core.
 
     Raises
     ------
@@ -147,7 +154,24 @@ def series_passes(series, core) -> int:
         if not term_fits_core(n, m, core):
             raise GoldenError(f"term {n}:{m} cannot run on a {core.n}:{core.m} core "
                               f"(needs m dividing {core.m} and n*{core.m}/m <= {core.n})")
-    return len(terms)
+    need = [n * (core.m // m) for n, m in terms]
+    passes: list[list[int]] = []
+    used: list[int] = []
+    for i in sorted(range(len(terms)), key=lambda i: (-need[i], i)):
+        for b, u in enumerate(used):
+            if u + need[i] <= core.n:
+                used[b] += need[i]
+                passes[b].append(i)
+                break
+        else:
+            used.append(need[i])
+            passes.append([i])
+    return [sorted(p) for p in passes]
+
+
+def series_passes(series, core) -> int:
+    """Passes (M-group streams per output) the series takes on ``core`` (:func:`pack_terms`)."""
+    return len(pack_terms(series, core))
 
 
 def dense_passes(core) -> int:
@@ -160,7 +184,7 @@ def series_cycles(series, core, out_rows: int, k: int, cols: int = 1) -> int:
     (``"dense"`` for no decomposition) on ``core``.
 
     The terms of one output accumulate in the core's accumulator: the compiler streams
-    the groups of every term back to back inside one dot product, so a series of P
+    the groups of every pass back to back inside one dot product, so a series of P
     passes is a dot product P times as long (K padded to a multiple of the core's m).
     """
     if series in (None, "", "dense"):

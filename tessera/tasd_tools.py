@@ -33,7 +33,8 @@ def default_menu(core) -> list[str]:
     menu = []
     for series in STANDARD_MENU:
         terms = tasd.parse_series(series)
-        if all(tasd.term_fits_core(n, m, core) for n, m in terms) and len(terms) < tasd.dense_passes(core):
+        if (all(tasd.term_fits_core(n, m, core) for n, m in terms)
+                and tasd.series_passes(series, core) < tasd.dense_passes(core)):
             menu.append(series)
     if not menu:
         raise GoldenError(f"no standard series runs faster than dense on a {core.n}:{core.m} core")

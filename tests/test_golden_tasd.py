@@ -95,7 +95,12 @@ def test_cost_model_on_the_core():
     assert tasd.series_cycles("2:4", core, 64, 256, 64) == one + core.latency
     assert tasd.series_cycles("dense", core, 64, 256, 64) == 2 * one + core.latency
     big = NMCoreConfig(n=4, m=8, rows=8)
+    # Terms share a pass when their slots fit the core: 2:8+2:8 is one 4:8 pass,
+    # 2:4 (four slots of 8) + 2:8 is two; on the 2:4 core 1:4+1:4 is one pass.
+    assert tasd.series_passes("2:8+2:8", big) == 1
     assert tasd.series_passes("2:4+2:8", big) == 2
+    assert tasd.pack_terms("2:8+2:4+1:8", big) == [[1], [0, 2]]
+    assert tasd.series_passes("1:4+1:4", core) == 1 and tasd.series_passes("2:8+2:8", NMCoreConfig(n=2, m=8)) == 2
     with pytest.raises(GoldenError, match="term 2:8 cannot run on a 2:4 core"):
         tasd.series_passes("2:8", core)
 
