@@ -73,8 +73,9 @@ import numpy as np
 
 from . import GoldenError
 
-__all__ = ["SUPPORTED_BITS", "AXES", "GearCompressed", "compress", "kivi", "relative_error",
-           "FixedFormat", "GearFixed", "to_fixed", "GearCache", "cycles"]
+__all__ = ["SUPPORTED_BITS", "AXES", "OUTLIER_SCOPES", "GearCompressed", "compress", "kivi",
+           "relative_error", "FixedFormat", "GearFixed", "to_fixed", "random_fixed", "GearCache",
+           "cycles"]
 
 #: Code widths the golden model accepts (the hardware unit runs 2 and 4 at run time).
 SUPPORTED_BITS = (2, 3, 4, 8)
@@ -378,7 +379,7 @@ class GearFixed:
 
     Members
     -------
-    source : GearCompressed
+    source : GearCompressed, or None for synthetic integer tiles (:func:`random_fixed`)
     fmt : the format object (frac_bits, scale_width, zero_width, factor_width, out_width)
     out_scale : float64 [batch, heads, head_dim]: the output LSB of each channel
     codes, scale, zero : int64 [batch, heads, tokens, head_dim]: ``code``, ``S`` and
@@ -499,6 +500,51 @@ def to_fixed(comp: GearCompressed, fmt=FixedFormat(), out_group: int = 1) -> Gea
     ov, saturated["outliers"] = _saturate(ov, -qmax - 1, qmax)
     return GearFixed(comp, fmt, out_scale, comp.codes.astype(np.int64), s, z, a, bq,
                      comp.outlier_pos.copy(), ov, saturated)
+
+
+def random_fixed(rng: np.random.Generator, shape, rank: int, fmt=FixedFormat(), bits: int = 4,
+                 max_outliers: int = 8, extreme: bool = False) -> GearFixed:
+    """Random integer tiles in ``fmt`` (no float source), for exercising the hardware.
+
+    ``extreme=False`` draws S, Z and the factors so that most outputs land inside the
+    output range (a few saturate); ``extreme=True`` draws every field over its whole
+    width (most outputs saturate, and the sums reach their largest magnitudes). Each tile
+    gets 0..``max_outliers`` outliers at distinct random positions, half of them crowded
+    into one row so that rows with more outliers than a unit has slots occur.
+    """
+    bsz, h, t, d = shape
+    _check_format(fmt)
+    f, w = fmt.frac_bits, fmt.out_width
+    codes = rng.integers(0, 1 << bits, shape)
+    if extreme:
+        scale = rng.choice([0, 1, (1 << fmt.scale_width) - 1], shape)
+        scale = np.where(rng.random(shape) < 0.5, scale, rng.integers(0, 1 << fmt.scale_width, shape))
+        zlim = 1 << (fmt.zero_width - 1)
+        zero = rng.choice([-zlim, zlim - 1, 0], shape)
+        zero = np.where(rng.random(shape) < 0.5, zero, rng.integers(-zlim, zlim, shape))
+        flim = 1 << (fmt.factor_width - 1)
+        a = rng.choice([-flim, flim - 1], (bsz, h, t, rank))
+        b = rng.choice([-flim, flim - 1], (bsz, h, rank, d))
+    else:
+        span = 1 << (w - 1 + f)                     # the output range in 2**-f units
+        scale = rng.integers(0, min(2 * span // max(1, (1 << bits) - 1), 1 << fmt.scale_width), shape)
+        zlim = min(span, 1 << (fmt.zero_width - 1))
+        zero = rng.integers(-zlim, zlim, shape)
+        flim = 1 << (fmt.factor_width - 1)
+        a = rng.integers(-flim, flim, (bsz, h, t, rank))
+        b = rng.integers(-flim, flim, (bsz, h, rank, d)) // max(1, rank)
+    n = int(rng.integers(0, max_outliers + 1)) if max_outliers else 0
+    n = min(n, t * d)
+    pos = np.zeros((bsz, h, n), dtype=np.int64)
+    for i in range(bsz):
+        for j in range(h):
+            crowded = rng.permutation(d)[: n // 2] + int(rng.integers(0, t)) * d
+            rest = rng.permutation(np.setdiff1d(np.arange(t * d), crowded))[: n - len(crowded)]
+            pos[i, j] = np.sort(np.concatenate([crowded, rest]))
+    qlim = 1 << (w - 1)
+    val = rng.integers(-qlim, qlim, (bsz, h, n))
+    return GearFixed(None, fmt, np.ones((bsz, h, d)), codes.astype(np.int64), scale.astype(np.int64),
+                     zero.astype(np.int64), a.astype(np.int64), b.astype(np.int64), pos, val)
 
 
 # --------------------------------------------------------------------------------------
