@@ -4,13 +4,18 @@ The unit (``hw.gear_unit``) rebuilds one (batch, head) tile at a time from a ``f
 beat (B, rank > 0 only) and one row beat per token (more when a token has more outliers
 than the unit has slots). For each tile, in order::
 
-    factors beat: b[k][d] = fixed.b[batch, head]
+    factors beat: b[k][d] = fixed.b[batch, head]          (its own stream)
     for each token t:
         outliers of row t, by column, in chunks of `outlier_slots`:
             every chunk but the last: a beat with `more` set (only its slots matter)
-            the last chunk: the row beat (codes, S/Z pairs, a[t], first/last flags)
+            the last chunk: the row beat (codes, a[t], first/last flags)
 
-and every row yields one output transfer. Words are packed with the hardware's own
+and every row yields one output transfer. Scale/zero pairs are not sent with every row:
+a beat with ``load`` set carries the pairs of the rows *after* it, so the compiler puts
+a row's pairs on the beat just before it, and only when they change (every
+``group_size`` rows for K tiles, every row for V tiles). The program's first row gets a
+beat of its own for that (one extra beat per program), unless it already has a ``more``
+beat before it. Words are packed with the hardware's own
 layouts (:func:`hw.gear_unit.row_layout` etc.), so there is no second encoder to drift.
 The integers come from :func:`golden.gear.to_fixed` (use :func:`fixed_format` to build
 its format from the unit's config) or from any :class:`golden.gear.GearFixed`.
@@ -32,7 +37,7 @@ def fixed_format(config: GearUnitConfig) -> FixedFormat:
     """The golden fixed-point format that ``config``'s unit computes in."""
     return FixedFormat(frac_bits=config.frac_bits, scale_width=config.scale_width,
                        zero_width=config.zero_width, factor_width=config.factor_width,
-                       out_width=config.out_width)
+                       out_width=config.out_width, factor_frac=config.factor_frac)
 
 
 @dataclass(frozen=True)
@@ -149,7 +154,26 @@ def lower(config: GearUnitConfig, fixed: GearFixed, bits: int, *, tiles=None,
         return filler.integers(lo, hi, size) if filler is not None else (0 if size is None else np.zeros(size, dtype=np.int64))
 
     slots = cfg.outlier_slots
-    factors, rows, beats_per_tile = [], [], []
+
+    def ignored_pairs():
+        return {"scale": [int(v) for v in rand(0, 1 << cfg.scale_width, cfg.pairs)],
+                "zero": [int(v) for v in rand(-zlim, zlim, cfg.pairs)]}
+
+    def extra_beat(flags):
+        """A beat that yields no row: its data fields are ignored."""
+        beat = {"codes": [int(v) for v in rand(0, 1 << cfg.max_bits, head_dim)],
+                **ignored_pairs(), "load": 0, "more": 1}
+        if cfg.rank:
+            beat["a"] = [int(v) for v in rand(-flim, flim, cfg.rank)]
+            beat.update(flags)      # `first` gates every beat of a tile's first row
+        if slots:
+            beat["outliers"] = [empty_slot() for _ in range(slots)]
+        return beat
+
+    def empty_slot():
+        return {"col": int(rand(0, 1 << cfg.col_width)), "value": int(rand(-olim, olim)), "valid": 0}
+
+    factors, beats, needs, beats_per_tile = [], [], [], []
     for (bi, hi_) in tiles:
         if cfg.rank:
             factors.append({"b": [[int(v) for v in b[bi, hi_, k]] for k in range(cfg.rank)]})
@@ -166,43 +190,38 @@ def lower(config: GearUnitConfig, fixed: GearFixed, bits: int, *, tiles=None,
                                    f"outliers but the unit has outlier_slots=0")
             chunks = [list(zip(cols[i:i + slots], vals[i:i + slots]))
                       for i in range(0, len(cols), max(slots, 1))] or [[]]
-            codes = fixed.codes[bi, hi_, t]
-            if bits < cfg.max_bits and filler is not None:
-                codes = codes + (filler.integers(0, 1 << (cfg.max_bits - bits), head_dim) << bits)
-            row = {
-                "codes": [int(c) for c in codes],
-                "scale": [int(v) for v in scale[bi, hi_, t, :, 0]],
-                "zero": [int(v) for v in zero[bi, hi_, t, :, 0]],
-            }
-            if cfg.rank:
-                row["a"] = [int(v) for v in a[bi, hi_, t]]
-                row["first"] = int(t == 0)
-                row["last"] = int(t == tokens - 1)
+            flags = {"first": int(t == 0), "last": int(t == tokens - 1)} if cfg.rank else {}
             for n, chunk in enumerate(chunks):
-                more = n < len(chunks) - 1
-                if more:
-                    beat = {"codes": [int(v) for v in rand(0, 1 << cfg.max_bits, head_dim)],
-                            "scale": [int(v) for v in rand(0, 1 << cfg.scale_width, cfg.pairs)],
-                            "zero": [int(v) for v in rand(-zlim, zlim, cfg.pairs)]}
+                beat = extra_beat(flags)
+                if n == len(chunks) - 1:          # the row's data
+                    codes = fixed.codes[bi, hi_, t]
+                    if bits < cfg.max_bits and filler is not None:
+                        codes = codes + (filler.integers(0, 1 << (cfg.max_bits - bits), head_dim) << bits)
+                    beat["codes"] = [int(c) for c in codes]
+                    beat["more"] = 0
                     if cfg.rank:
-                        beat["a"] = [int(v) for v in rand(-flim, flim, cfg.rank)]
-                        # The flags of a `more` beat must match its row (first gates it).
-                        beat["first"], beat["last"] = row["first"], row["last"]
-                else:
-                    beat = dict(row)
-                if slots:
-                    out = []
-                    for j in range(slots):
-                        if j < len(chunk):
-                            out.append({"col": int(chunk[j][0]), "value": int(chunk[j][1]), "valid": 1})
-                        else:
-                            out.append({"col": int(rand(0, 1 << cfg.col_width)),
-                                        "value": int(rand(-olim, olim)), "valid": 0})
-                    beat["outliers"] = out
-                    beat["more"] = int(more)
-                rows.append(beat)
+                        beat["a"] = [int(v) for v in a[bi, hi_, t]]
+                for j, (col, value) in enumerate(chunk):
+                    beat["outliers"][j] = {"col": int(col), "value": int(value), "valid": 1}
+                beats.append(beat)
+                needs.append((tuple(int(v) for v in scale[bi, hi_, t, :, 0]),
+                              tuple(int(v) for v in zero[bi, hi_, t, :, 0])) if not beat["more"] else None)
                 n_beats += 1
         beats_per_tile.append(n_beats)
+
+    # Scale/zero pairs load with the beat *before* the row that needs them (a register
+    # loaded at that beat's transfer); the program's first row gets a beat of its own
+    # unless it already has one before it.
+    if beats and needs[0] is not None:
+        beats.insert(0, extra_beat({k: beats[0][k] for k in ("first", "last") if k in beats[0]}))
+        needs.insert(0, None)
+        beats_per_tile[0] += 1
+    current = None
+    for n, need in enumerate(needs):
+        if need is not None and need != current:
+            beats[n - 1].update({"scale": list(need[0]), "zero": list(need[1]), "load": 1})
+            current = need
+    rows = beats
     return GearProgram(cfg, bits, factors, rows, list(tiles), (bsz, heads, tokens, head_dim),
                        beats_per_tile)
 

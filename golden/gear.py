@@ -129,7 +129,7 @@ def _check_tensor(x) -> np.ndarray:
     bad = ~np.isfinite(a)
     if bad.any():
         where = tuple(int(i) for i in np.argwhere(bad)[0])
-        raise GoldenError(f"x holds a non-finite value {a[where]!r} at {where}")
+        raise GoldenError(f"x holds a non-finite value {float(a[where])} at {where}")
     return a
 
 
@@ -357,11 +357,12 @@ class FixedFormat:
     passed where a format is expected.
     """
 
-    frac_bits: int = 8
-    scale_width: int = 16
+    frac_bits: int = 4
+    scale_width: int = 12
     zero_width: int = 16
-    factor_width: int = 8
+    factor_width: int = 5
     out_width: int = 8
+    factor_frac: int = 3
 
 
 def _round_half_up(a: np.ndarray) -> np.ndarray:
@@ -403,7 +404,8 @@ class GearFixed:
 
     def accumulate(self) -> np.ndarray:
         """``code * S + Z + sum_k a * b`` per element (exact int64)."""
-        return self.codes * self.scale + self.zero + self.a @ self.b
+        shift = self.fmt.frac_bits - self.fmt.factor_frac
+        return self.codes * self.scale + self.zero + ((self.a @ self.b) << shift)
 
     def reconstruct_int(self) -> np.ndarray:
         """The hardware's output integers [batch, heads, tokens, head_dim]."""
@@ -439,6 +441,9 @@ def _check_format(fmt):
     _check_int("out_width", fmt.out_width, 2, 32)
     for name in ("scale_width", "zero_width", "factor_width"):
         _check_int(name, getattr(fmt, name), 2, 32)
+    if not hasattr(fmt, "factor_frac"):
+        raise GoldenError(f"the fixed-point format has no 'factor_frac': {fmt!r}")
+    _check_int("factor_frac", fmt.factor_frac, 0, fmt.frac_bits)
 
 
 def to_fixed(comp: GearCompressed, fmt=FixedFormat(), out_group: int = 1) -> GearFixed:
@@ -477,7 +482,7 @@ def to_fixed(comp: GearCompressed, fmt=FixedFormat(), out_group: int = 1) -> Gea
 
     flim = (1 << (fmt.factor_width - 1)) - 1
     if comp.rank:
-        b_units = comp.factor_b * unit / lane                         # B in 2**-F LSBs
+        b_units = comp.factor_b * (1 << fmt.factor_frac) / lane        # B in 2**-Fl LSBs
         amax = np.abs(comp.factor_a).max(axis=2)                       # [b, h, r]
         bmax = np.abs(b_units).max(axis=3)                             # [b, h, r]
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -632,9 +637,12 @@ def cycles(config, outliers_per_row) -> int:
     """Cycles the reconstruction unit takes for one tile, at full rate.
 
     ``config`` is any object with ``outlier_slots`` and ``latency`` (the unit's
-    :class:`hw.gear_unit.GearUnitConfig`). A row with ``k`` outliers takes
-    ``max(1, ceil(k / outlier_slots))`` input beats; counting from the cycle the first
-    beat is accepted to the cycle the last row is taken, inclusive, the pipeline adds
+    :class:`hw.gear_unit.GearUnitConfig`); ``outliers_per_row`` lists the rows of the
+    program (one tile or several back to back) in stream order. A row with ``k``
+    outliers takes ``max(1, ceil(k / outlier_slots))`` input beats, and the first row
+    needs one more beat to load its scale/zero pairs unless it already has several
+    (``compiler.gear_stream`` streams it so). Counting from the cycle the first beat is
+    accepted to the cycle the last row is taken, inclusive, the pipeline adds
     ``latency`` cycles.
     """
     counts = np.asarray(outliers_per_row, dtype=np.int64).ravel()
@@ -647,7 +655,10 @@ def cycles(config, outliers_per_row) -> int:
         if counts.max() > 0:
             raise GoldenError(f"a unit without outlier slots cannot take a row with "
                               f"{int(counts.max())} outliers")
-        beats = counts.size
+        per_row = np.ones_like(counts)
     else:
-        beats = int(np.maximum(1, -(-counts // slots)).sum())
+        per_row = np.maximum(1, -(-counts // slots))
+    # The first row's scale/zero pairs must be loaded by an earlier beat: one extra beat
+    # unless that row already takes several.
+    beats = int(per_row.sum()) + int(per_row[0] == 1)
     return beats + config.latency

@@ -7,10 +7,13 @@ the fixed-point formats of :func:`golden.gear.to_fixed` and outputs every row in
 core's activation format, ``out_width``-bit two's complement (int8 by default), scaled per
 channel (the scale folds into the query for ``Q @ K.T`` and onto the output columns of
 ``P @ V``, so the consumer pays nothing for it). All fixed-point values are integers in
-units of ``2**-frac_bits`` of the output LSB. Per output element ``d`` of row ``t``::
+units of ``2**-frac_bits`` of the output LSB, except the factor products, which have
+``factor_frac`` fractional bits (the sum aligns them with a free shift). Per output
+element ``d`` of row ``t``::
 
-    acc = (code & (2**bits - 1)) * S[d] + Z[d] + sum_k a[k] * b[k][d]     (exact: never wraps)
-    out = saturate((acc >> frac_bits) + acc[frac_bits - 1])              (round half up)
+    acc = (code & (2**bits - 1)) * S[d] + Z[d]
+          + (sum_k a[k] * b[k][d]) << (frac_bits - factor_frac)      (exact: never wraps)
+    out = saturate((acc >> frac_bits) + acc[frac_bits - 1])          (round half up)
     out = outlier value instead, if an outlier names (t, d)
 
 Streams (payload layouts below; a transfer happens when ``valid`` and ``ready`` are high):
@@ -20,30 +23,42 @@ Streams (payload layouts below; a transfer happens when ``valid`` and ``ready`` 
     and used until its last; it is accepted while no tile is waiting for its first row
     and no tile is running, or in the same cycle as the running tile's last row, so
     back-to-back tiles lose no cycle.
-``i``, one row per beat
-    ``codes[d]`` (``max_bits`` each, only the low ``bits`` used), ``scale[g]`` and
-    ``zero[g]`` for each group of ``group_size`` lanes (lane ``d`` uses pair
-    ``d // group_size``), ``a[k]`` (this token's row of ``A``), ``outlier_slots`` outlier
-    slots ``(col, value, valid)``, and the flags ``first``/``last`` (tile boundaries,
-    rank > 0 only) and ``more`` (slots > 0 only). A row with more outliers than slots is
-    sent as several beats: every beat but the last has ``more`` set and contributes only
-    its outlier slots; the last carries the row's data. A beat with ``first`` set waits
-    until the tile's factors are loaded.
+``i``, row beats
+    ``codes[d]`` (``max_bits`` each, only the low ``bits`` used); ``a[k]`` (this token's
+    row of ``A``); ``outlier_slots`` outlier slots ``(col, value, valid)``; ``scale[g]``
+    and ``zero[g]`` for each group of ``group_size`` lanes (lane ``d`` uses pair
+    ``d // group_size``); and the flags
+
+    * ``load``: the pairs in this beat replace the held ones *after* this beat, i.e.
+      for the following rows (a register loaded at this transfer). Pairs travel only
+      when they change: every ``group_size`` tokens for a K tile, every row for a V
+      tile, ahead of the row that needs them. Without ``load`` the pair fields are
+      ignored.
+    * ``more``: this beat yields no row; only its outlier slots (which accumulate into
+      the next row) and its pairs (with ``load``) count. A row with more outliers than
+      slots is sent as several beats, all but the last with ``more``; a program's first
+      row gets its pairs from such a beat.
+    * ``first``/``last`` (rank > 0): the tile's first and last row; a beat with
+      ``first`` waits until the tile's factors are loaded.
 ``o``, one row per transfer
     ``head_dim`` values, ``out_width`` bits each. Valid ``latency = 3`` cycles after the
     row's last beat was accepted; held (and the unit stalled) until ``o.ready``.
 ``bits`` (control input)
     Code width in use, sampled with every beat: 2 or 4 for GEAR (any ``0..max_bits``
-    works; code bits at and above ``bits`` are ignored).
+    works; code bits at and above ``bits`` are ignored). Codes travel one row per beat
+    in either case; packing 2-bit rows two to a memory word is the memory side's job.
 
 K tiles have per-channel groups along tokens: they run on a unit with ``group_size=1``
-(the compiler repeats a group's pairs on each of its rows). V tiles (groups of channels in
-a row) run on any unit whose ``group_size`` divides their group.
+(a K group's pairs differ per channel). V tiles (groups of channels in a row) run on any
+unit whose ``group_size`` divides their group, when the output scale is shared by the
+same lanes (``golden.gear.to_fixed(..., out_group=group_size)``); with a per-channel
+output scale their pairs differ per lane too.
 
 Datapath (three register stages; everything advances together when ``~o.valid |
 o.ready``)::
 
     i.payload --> mask codes, decode outlier slots --> multiply (code*S, a_k*b_kd)
+    (S, Z from the pair registers, B from the factor register)
               --[R1: products, Z or outlier]--> adder tree --[R2: acc]-->
               --> round, saturate --[R3: o.payload]
 
@@ -101,10 +116,11 @@ class GearUnitConfig(BlockConfig):
     group_size: int = param(1, "lanes sharing one scale/zero pair per row beat; divides head_dim")
     rank: int = param(4, "low-rank factors per row, 0..head_dim")
     max_bits: int = param(4, "code field width, 2..8 (runtime bits input selects 2 or 4)")
-    frac_bits: int = param(8, "fractional bits below the output LSB, 1..16")
-    scale_width: int = param(16, "width of the unsigned per-group scale S, 2..24")
-    zero_width: int = param(20, "width of the signed per-group zero Z, 2..32")
-    factor_width: int = param(8, "width of each signed low-rank factor value, 2..16")
+    frac_bits: int = param(4, "fractional bits of S and Z below the output LSB, 1..16")
+    scale_width: int = param(12, "width of the unsigned per-group scale S, 2..24")
+    zero_width: int = param(16, "width of the signed per-group zero Z, 2..32")
+    factor_width: int = param(5, "width of each signed low-rank factor value, 2..16")
+    factor_frac: int = param(3, "fractional bits of the factor products, 0..frac_bits")
     out_width: int = param(8, "output width (two's complement), 2..32")
     outlier_slots: int = param(2, "outlier (position, value) slots per row beat, 0..head_dim")
 
@@ -125,6 +141,9 @@ class GearUnitConfig(BlockConfig):
             value = getattr(self, name)
             if not lo <= value <= hi:
                 raise ConfigError(f"{name} must be in {lo}..{hi}, not {name}={value!r}")
+        if not 0 <= self.factor_frac <= self.frac_bits:
+            raise ConfigError(f"factor_frac must be in 0..frac_bits={self.frac_bits}, "
+                              f"not factor_frac={self.factor_frac!r}")
         if not 0 <= self.outlier_slots <= self.head_dim:
             raise ConfigError(f"outlier_slots must be in 0..head_dim={self.head_dim}, "
                               f"not outlier_slots={self.outlier_slots!r}")
@@ -143,8 +162,14 @@ class GearUnitConfig(BlockConfig):
     def acc_width(self) -> int:
         """Width of the per-lane sum: wide enough that no input can make it wrap."""
         dequant = self.max_bits + self.scale_width + 1
-        low_rank = 2 * self.factor_width + ceil_log2(max(self.rank, 1))
+        low_rank = (2 * self.factor_width + ceil_log2(max(self.rank, 1))
+                    + self.frac_bits - self.factor_frac)
         return max(dequant, self.zero_width, self.out_width + self.frac_bits, low_rank) + 2
+
+    @property
+    def factor_shift(self) -> int:
+        """Left shift aligning the factor products (``factor_frac``) with S and Z."""
+        return self.frac_bits - self.factor_frac
 
     @property
     def latency(self) -> int:
@@ -176,7 +201,8 @@ def row_layout(config: GearUnitConfig) -> data.StructLayout:
         fields["a"] = data.ArrayLayout(signed(config.factor_width), config.rank)
     if config.outlier_slots:
         fields["outliers"] = data.ArrayLayout(outlier_layout(config), config.outlier_slots)
-        fields["more"] = 1
+    fields["load"] = 1
+    fields["more"] = 1
     if config.rank:
         fields["first"] = 1
         fields["last"] = 1
@@ -259,11 +285,17 @@ class GearUnit(wiring.Component):
         advance = Signal()
         m.d.comb += advance.eq(~self.o.valid | self.o.ready)
         accept = Signal()
-        m.d.comb += accept.eq(self.i.valid & self.i.ready)
-        final = accept            # the accepted beat completes a row
-        if cfg.outlier_slots:
-            final = Signal()
-            m.d.comb += final.eq(accept & ~beat.more)
+        final = Signal()          # the accepted beat completes a row
+        m.d.comb += [accept.eq(self.i.valid & self.i.ready), final.eq(accept & ~beat.more)]
+
+        # Scale/zero pairs: loaded by a beat with `load`, used by the rows after it.
+        scale_reg = [Signal(unsigned(cfg.scale_width), name=f"scale_reg_{g}", reset_less=True)
+                     for g in range(cfg.pairs)]
+        zero_reg = [Signal(signed(cfg.zero_width), name=f"zero_reg_{g}", reset_less=True)
+                    for g in range(cfg.pairs)]
+        with m.If(accept & beat.load):
+            m.d.sync += [r.eq(beat.scale[g]) for g, r in enumerate(scale_reg)]
+            m.d.sync += [r.eq(beat.zero[g]) for g, r in enumerate(zero_reg)]
 
         # Tile sequencing and the B register.
         if cfg.rank:
@@ -322,19 +354,26 @@ class GearUnit(wiring.Component):
             code = Signal(cfg.max_bits, name=f"code_{d}")
             m.d.comb += code.eq(beat.codes[d] & keep)
             prod = Signal(unsigned(cfg.max_bits + cfg.scale_width), name=f"deq_{d}")
-            m.d.comb += prod.eq(code * beat.scale[g])
+            m.d.comb += prod.eq(code * scale_reg[g])
             prod_q = Signal.like(prod, name=f"deq_q_{d}")
             zero_q = Signal(signed(max(cfg.zero_width, width + frac)), name=f"zero_q_{d}",
                             reset_less=True)
             terms = [prod_q, zero_q]
             lr_q = []
+            lr_terms = []
             for k in range(cfg.rank):
                 p = Signal(signed(2 * cfg.factor_width), name=f"lr_{d}_k{k}")
                 m.d.comb += p.eq(beat.a[k] * b_reg.b[k][d])
                 q = Signal.like(p, name=f"lr_q_{d}_k{k}")
                 lr_q.append((p, q))
-                terms.append(q)
-            normal = [prod_q.eq(prod), *(q.eq(p) for p, q in lr_q), zero_q.eq(beat.zero[g])]
+                lr_terms.append(q)
+            if lr_terms:
+                # Sum the products first (narrow), then align them with S and Z.
+                lr_width = 2 * cfg.factor_width + ceil_log2(cfg.rank)
+                lr_sum = _tree_sum(m, lr_terms, f"lr_tree_{d}", signed(lr_width)) \
+                    if len(lr_terms) > 1 else lr_terms[0]
+                terms.append(lr_sum << cfg.factor_shift if cfg.factor_shift else lr_sum)
+            normal = [prod_q.eq(prod), *(q.eq(p) for p, q in lr_q), zero_q.eq(zero_reg[g])]
             with m.If(advance):
                 if ov_now is None:
                     m.d.sync += normal

@@ -27,6 +27,7 @@ from hw.gear_unit import GearUnit, GearUnitConfig, factor_layout, out_layout, ro
     (dict(factor_width=17), "factor_width must be in 2..16, not factor_width=17"),
     (dict(out_width=1), "out_width must be in 2..32, not out_width=1"),
     (dict(head_dim=4, outlier_slots=5), "outlier_slots must be in 0..head_dim=4, not outlier_slots=5"),
+    (dict(factor_frac=5), "factor_frac must be in 0..frac_bits=4, not factor_frac=5"),
     (dict(rank=2.5), "rank must be an integer, not 2.5"),
 ])
 def test_config_rejects_bad_parameters(kwargs, message):
@@ -43,14 +44,14 @@ def test_config_json_round_trip():
 
 def test_layout_sizes():
     cfg = GearUnitConfig()   # 32 lanes, rank 4, 2 slots, per-lane pairs
-    codes, pairs, a = 32 * 4, 32 * (16 + 20), 4 * 8
-    slots = 2 * (5 + 8 + 1) + 1
-    assert row_layout(cfg).size == codes + pairs + a + slots + 2
-    assert factor_layout(cfg).size == 4 * 32 * 8
+    codes, pairs, a = 32 * 4, 32 * (12 + 16), 4 * 5
+    slots = 2 * (5 + 8 + 1)
+    assert row_layout(cfg).size == codes + pairs + a + slots + 4   # load, more, first, last
+    assert factor_layout(cfg).size == 4 * 32 * 5
     assert out_layout(cfg).size == 32 * 8
     # A V-only unit (one pair per row), no low rank, no outliers: codes + one pair.
     v = GearUnitConfig(group_size=32, rank=0, outlier_slots=0)
-    assert row_layout(v).size == 128 + 36
+    assert row_layout(v).size == 128 + 28 + 2
     assert cfg.latency == 3
 
 
@@ -112,7 +113,7 @@ def simulate(cfg, program, seed=0, stall=0.3):
 
 CONFIGS = [GearUnitConfig(head_dim=4, rank=2, outlier_slots=2),
            GearUnitConfig(head_dim=6, rank=1, outlier_slots=1, group_size=3, frac_bits=4,
-                          scale_width=10, zero_width=12, factor_width=5, out_width=6),
+                          scale_width=10, zero_width=12, factor_width=5, out_width=6, factor_frac=0),
            GearUnitConfig(head_dim=4, rank=0, outlier_slots=0, max_bits=2),
            GearUnitConfig(head_dim=3, rank=3, outlier_slots=3, max_bits=8)]
 
