@@ -532,7 +532,7 @@ def random_fixed(rng: np.random.Generator, shape, rank: int, fmt=FixedFormat(), 
         b = rng.choice([-flim, flim - 1], (bsz, h, rank, d))
     else:
         span = 1 << (w - 1 + f)                     # the output range in 2**-f units
-        scale = rng.integers(0, min(2 * span // max(1, (1 << bits) - 1), 1 << fmt.scale_width), shape)
+        scale = rng.integers(0, max(1, min(2 * span // max(1, (1 << bits) - 1), 1 << fmt.scale_width)), shape)
         zlim = min(span, 1 << (fmt.zero_width - 1))
         zero = rng.integers(-zlim, zlim, shape)
         flim = 1 << (fmt.factor_width - 1)

@@ -102,10 +102,10 @@ def test_constant_input_is_exact():
 @pytest.mark.parametrize("scope", ["tile", "row"])
 def test_outliers_are_the_extremes_reproduced_exactly(k, axis, group, scope):
     x = fp16(k)
-    comp = gear.compress(x, 2, group, 0.04, 4, axis=axis, outlier_scope=scope)
+    comp = gear.compress(x, 2, group, 0.08, 4, axis=axis, outlier_scope=scope)
     b, h, t, d = x.shape
     per_line = t * d if scope == "tile" else (t if axis == "channel" else d)
-    side = math.floor(0.02 * per_line)
+    side = math.floor(0.04 * per_line)
     lines = 1 if scope == "tile" else (d if axis == "channel" else t)
     assert comp.n_outliers == 2 * side * lines > 0
     mask = comp.outlier_mask()
@@ -190,10 +190,14 @@ def test_bits_per_element_counts_everything():
     assert kivi.bits_per_element() == pytest.approx(2 + 32 / 32)
 
 
-def test_long_context_compression_passes_3x():
-    x = synthetic_k(np.random.default_rng(3), (1, 1, 4096, 128), outlier_channels=6)
-    comp = gear.compress(x, 4, 64, 0.02, 4)
-    assert comp.compression_ratio() > 3.0
+def test_long_context_amortises_the_low_rank_factors():
+    """fp16 factors cost 16 * r * (tokens + head_dim) bits per tile: 2.5 bits/element on a
+    128 x 32 MiniLM tile, 0.52 on 4096 x 128 (the head_dim term stays)."""
+    short = gear.compress(np.random.default_rng(3).standard_normal((1, 1, 128, 32)), 2, 64, 0.02, 4)
+    long = gear.compress(synthetic_k(np.random.default_rng(3), (1, 1, 4096, 128), 6), 2, 64, 0.02, 4)
+    assert short.bit_counts()["low_rank"] / short.codes.size == pytest.approx(2.5)
+    assert long.bit_counts()["low_rank"] / long.codes.size == pytest.approx(16 * 4 * 4224 / 4096 / 128)
+    assert long.compression_ratio() > 4 > short.compression_ratio()
 
 
 # ---------------------------------------------------------------------- streaming cache
@@ -204,7 +208,7 @@ def test_streaming_cache_compresses_full_chunks(k):
     for p in pieces[:3]:
         cache.append(p)
     assert cache.tokens == 128 and len(cache.chunks) == 2 and cache.buffered.shape[2] == 0
-    cache = gear.GearCache(4, 32, 0.02, 4, buffer=48, axis="channel")
+    cache = gear.GearCache(4, 16, 0.02, 4, buffer=48, axis="channel")
     for p in pieces[:3]:
         cache.append(p)
     assert len(cache.chunks) == 2 and cache.buffered.shape[2] == 32
@@ -212,11 +216,11 @@ def test_streaming_cache_compresses_full_chunks(k):
     assert x_hat.shape == k.shape
     assert np.array_equal(x_hat[:, :, 96:], k[:, :, 96:])      # the buffer is exact
     for n, chunk in enumerate(cache.chunks):                    # each chunk as compress() does it
-        want = gear.compress(k[:, :, 48 * n:48 * (n + 1)], 4, 32, 0.02, 4, seed=n)
+        want = gear.compress(k[:, :, 48 * n:48 * (n + 1)], 4, 16, 0.02, 4, seed=n)
         assert np.array_equal(chunk.reconstruct(), want.reconstruct())
     bits = sum(sum(c.bit_counts().values()) for c in cache.chunks) + 16 * k[:, :, 96:].size
     assert cache.bits_per_element() == pytest.approx(bits / k.size)
-    assert gear.relative_error(k, x_hat) < gear.relative_error(k, gear.kivi(k, 4, 32).reconstruct())
+    assert gear.relative_error(k, x_hat) < gear.relative_error(k, gear.kivi(k, 4, 16).reconstruct())
 
 
 def test_streaming_cache_errors():
@@ -243,9 +247,13 @@ def test_fixed_point_path_is_close_to_float(k, v, axis, group, bits):
     fixed = gear.to_fixed(comp)
     y = fixed.reconstruct_int()
     assert y.min() >= -128 and y.max() <= 127
-    assert sum(fixed.saturated.values()) == 0, fixed.saturated
-    # int8 output, per-channel scale: well under the quantization error itself.
-    assert gear.relative_error(comp.reconstruct(), fixed.reconstruct()) < 0.01
+    sat = fixed.saturated
+    assert sat["scale"] == sat["zero"] == sat["outliers"] == sat["factor_a"] == 0, sat
+    # 5-bit factors may clip a few of B's values at 2 bits (counted, and rare).
+    assert sat["factor_b"] <= 0.01 * fixed.b.size, sat
+    # int8 output, per-channel scale: small, and it barely adds to the method's own error.
+    assert gear.relative_error(comp.reconstruct(), fixed.reconstruct()) < 0.02
+    assert gear.relative_error(x, fixed.reconstruct()) < 1.1 * gear.relative_error(x, comp.reconstruct())
     # Outliers come out as round(x / s_out) exactly.
     d = x.shape[-1]
     channel = comp.outlier_pos % d
@@ -272,7 +280,7 @@ def test_reconstruct_int_matches_a_scalar_model(seed, frac, out_width, rank, bit
     """The vectorised integer path equals a plain per-element Python computation."""
     rng = np.random.default_rng(seed)
     fmt = gear.FixedFormat(frac_bits=frac, out_width=out_width, scale_width=12, zero_width=16,
-                           factor_width=6)
+                           factor_width=6, factor_frac=frac // 2)
     fixed = gear.random_fixed(rng, (1, 1, 3, 4), rank, fmt, bits, max_outliers=5, extreme=extreme)
     got = fixed.reconstruct_int()
     lo, hi = -(1 << (out_width - 1)), (1 << (out_width - 1)) - 1
@@ -280,7 +288,8 @@ def test_reconstruct_int_matches_a_scalar_model(seed, frac, out_width, rank, bit
     for t in range(3):
         for d in range(4):
             acc = int(fixed.codes[0, 0, t, d]) * int(fixed.scale[0, 0, t, d]) + int(fixed.zero[0, 0, t, d])
-            acc += sum(int(fixed.a[0, 0, t, r]) * int(fixed.b[0, 0, r, d]) for r in range(rank))
+            lr = sum(int(fixed.a[0, 0, t, r]) * int(fixed.b[0, 0, r, d]) for r in range(rank))
+            acc += lr * 2 ** (frac - frac // 2)
             y = (acc + (1 << (frac - 1))) // (1 << frac)          # round half up
             y = min(max(y, lo), hi)
             assert got[0, 0, t, d] == outliers.get(t * 4 + d, y)
@@ -288,8 +297,11 @@ def test_reconstruct_int_matches_a_scalar_model(seed, frac, out_width, rank, bit
 
 def test_cycle_model():
     unit = SimpleNamespace(outlier_slots=2, latency=3)
-    assert gear.cycles(unit, [0, 1, 2, 3, 5]) == 1 + 1 + 1 + 2 + 3 + 3
-    assert gear.cycles(SimpleNamespace(outlier_slots=0, latency=3), [0, 0]) == 5
+    # One extra beat loads the first row's scale/zero pairs ...
+    assert gear.cycles(unit, [0, 1, 2, 3, 5]) == 1 + (1 + 1 + 1 + 2 + 3) + 3
+    assert gear.cycles(SimpleNamespace(outlier_slots=0, latency=3), [0, 0]) == 1 + 2 + 3
+    # ... unless that row already has a `more` beat to carry them.
+    assert gear.cycles(unit, [5, 0]) == (3 + 1) + 3
     with pytest.raises(GoldenError, match="without outlier slots cannot take a row with 1"):
         gear.cycles(SimpleNamespace(outlier_slots=0, latency=3), [0, 1])
 
