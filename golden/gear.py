@@ -422,6 +422,40 @@ class GearFixed:
         """``out_scale * reconstruct_int()`` (float64)."""
         return self.reconstruct_int() * self.out_scale[:, :, None, :]
 
+    def bit_counts(self, bits: int) -> dict[str, int]:
+        """Stored bits by kind in the unit's own formats (``bits``-bit codes).
+
+        Pairs: ``scale_width + zero_width`` bits per group when S and Z are shared by
+        the group's elements (K groups with a per-channel output scale, V groups with
+        ``out_group`` covering them), else per element. Outliers: ``out_width`` bits plus
+        the flat position. Factors: ``factor_width`` bits each. Output scales: fp16 per
+        channel and tile.
+        """
+        bsz, h, t, d = self.codes.shape
+        pairs = self.codes.size
+        src = self.source
+        if src is not None:
+            g = src.group_size
+            if src.axis == "channel":
+                rep = np.repeat(self.scale[:, :, ::g], g, axis=2), np.repeat(self.zero[:, :, ::g], g, axis=2)
+            else:
+                rep = np.repeat(self.scale[..., ::g], g, axis=3), np.repeat(self.zero[..., ::g], g, axis=3)
+            if np.array_equal(rep[0], self.scale) and np.array_equal(rep[1], self.zero):
+                pairs = src.scale.size
+        position_bits = max(1, math.ceil(math.log2(t * d)))
+        fmt = self.fmt
+        return {
+            "codes": self.codes.size * bits,
+            "scales_zeros": pairs * (fmt.scale_width + fmt.zero_width),
+            "outliers": self.outlier_pos.size * (fmt.out_width + position_bits),
+            "low_rank": (self.a.size + self.b.size) * fmt.factor_width,
+            "out_scales": bsz * h * d * FLOAT_BITS,
+        }
+
+    def bits_per_element(self, bits: int) -> float:
+        """:meth:`bit_counts` per cache element."""
+        return sum(self.bit_counts(bits).values()) / self.codes.size
+
     def outliers_per_row(self) -> np.ndarray:
         """Outliers in each row (token) of each tile: int64 [batch, heads, tokens]."""
         bsz, h, t, d = self.codes.shape

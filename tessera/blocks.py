@@ -8,6 +8,7 @@ blocks add one :func:`register` call here.
 from dataclasses import dataclass
 
 from hw import BlockConfig
+from hw.gear_unit import GearUnit, GearUnitConfig
 from hw.nm_core import NMCore, NMCoreConfig
 
 __all__ = ["Block", "BLOCKS", "register", "get_block"]
@@ -47,3 +48,5 @@ def get_block(name: str) -> Block:
 
 register(Block("nm-core", "N:M structured-sparse tensor core (int8 x int8 -> int32)",
                NMCoreConfig, NMCore, "nm_core", "verif.nm_core_tb"))
+register(Block("gear-unit", "GEAR KV reconstruction unit (2/4-bit codes + outliers + low rank -> int8 rows)",
+               GearUnitConfig, GearUnit, "gear_unit", "verif.gear_unit_tb"))

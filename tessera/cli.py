@@ -141,12 +141,15 @@ def demo_command(out):
 
 
 @cli.command("bench")
-@click.argument("what", type=click.Choice(["nm-core"]))
+@click.argument("what", type=click.Choice(["nm-core", "gear"]))
 @click.option("-o", "--out", default="bench_out", show_default=True, type=click.Path(file_okay=False))
 @click.option("-j", "--jobs", default=2, show_default=True, help="synthesis runs in parallel")
 def bench_command(what, out, jobs):
     """Print the benchmark figures of a block (area, Fmax, efficiency, utilisation)."""
-    from .bench_nm import run_bench
+    if what == "gear":
+        from .bench_gear import run_bench
+    else:
+        from .bench_nm import run_bench
 
     run_bench(Path(out), jobs=jobs)
 
