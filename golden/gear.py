@@ -7,9 +7,11 @@ exactly where they were:
 S, sparse outliers
     Per tile, the ``k = floor(outlier_ratio / 2 * tokens * head_dim)`` largest and the
     ``k`` smallest entries (signed values; ties broken by the lower flat index, so the
-    choice is deterministic). Chosen per (batch, head) tile rather than per quantization
-    group: at s = 2 % a 32-channel V group would round to zero outliers per side, while a
-    tile of 128 x 32 keeps 40 + 40. Outlier values are stored as fp16 (the cache's own
+    choice is deterministic). Chosen per (batch, head) tile by default rather than per
+    quantization group: at s = 2 % a 32-channel V group would round to zero outliers
+    per side, while a tile of 128 x 32 keeps 40 + 40. ``outlier_scope="row"`` counts them
+    per row of the grouping instead (per channel for K, per token for V, ``floor(s/2 *
+    row length)`` each side). Outlier values are stored as fp16 (the cache's own
     precision) and reproduce exactly what they replace when the input is fp16.
 D, dense
     Asymmetric min/max quantization to ``bits`` bits, over groups of ``group_size``
@@ -38,27 +40,36 @@ value, flat position inside its tile) and ``16 * rank * (tokens + head_dim)`` pe
 (fp16 factors).
 
 Fixed-point path (:func:`to_fixed`): what the hardware reconstruction unit
-(``hw/gear_unit.py``) computes, bit for bit. Everything is an integer in units of
-``2**-F`` of the *output* LSB (``F = frac_bits``); the output is ``out_width``-bit two's
-complement (int8 by default, the tensor core's activation format) with one float scale
+(``hw/gear_unit.py``) computes, bit for bit, with the widths of a
+:class:`FixedFormat`. Values are integers in units of ``2**-F`` of the *output* LSB
+(``F = frac_bits``); the output is ``out_width``-bit two's complement (int8 by default,
+the tensor core's activation format) with one float scale
 ``s_out = max(|x_hat|, |D|) / (2**(out_width - 1) - 1)`` per (batch, head, channel), the
-peak taken over the tile's tokens so that the outliers and the zeros fit (:func:`to_fixed`'s ``out_group``
-coarsens it to groups of channels). A per-channel output scale costs the consumer
-nothing: it folds into the query for ``Q @ K.T`` and onto the output columns of ``P @ V``.
+peak taken over the tile's tokens so that the outliers and the zeros fit
+(``to_fixed(..., out_group=g)`` shares it across groups of ``g`` channels). A
+per-channel output scale costs the consumer nothing: it folds into the query for
+``Q @ K.T`` and onto the output columns of ``P @ V``.
 
 * ``S = round(scale / s_out * 2**F)``, unsigned ``scale_width`` bits (saturated);
 * ``Z = round(zero / s_out * 2**F)``, signed ``zero_width`` bits (saturated);
 * low-rank factors: per rank component ``k``, ``a[t, k] = round(A[t, k] * c_k)`` and
-  ``b[k, d] = round(B[k, d] * 2**F / (s_out * c_k))``, signed ``factor_width`` bits
-  (saturated), with ``c_k`` chosen so that both use the same fraction of their range
-  (so ``sum_k a * b`` is already in ``2**-F`` output LSBs: no shifter in hardware);
+  ``b[k, d] = round(B[k, d] * 2**Fl / (s_out[d] * c_k))`` (``Fl = factor_frac``), signed
+  ``factor_width`` bits (saturated), with ``c_k`` chosen so that both use the same
+  fraction of their range; ``sum_k a * b`` is then in ``2**-Fl`` output LSBs, and a
+  constant shift by ``F - Fl`` (wiring, in hardware) aligns it with S and Z. When the
+  balanced factors do not fit, A takes its full range and B saturates;
 * outliers: ``round(x / s_out)``, the output format itself.
 
-Per element the hardware forms ``acc = code * S + Z + sum_k a[t, k] * b[k, d]`` exactly
-(its adders are wide enough never to wrap), rounds half up with an arithmetic shift,
+Rounding is half up (``floor(v + 1/2)``) everywhere; :attr:`GearFixed.saturated` counts
+the values each conversion clipped. Per element the hardware forms
+``acc = code * S + Z + (sum_k a[t, k] * b[k, d]) << (F - Fl)`` exactly (its adders are
+wide enough never to wrap), rounds half up with an arithmetic shift,
 ``y = (acc + 2**(F-1)) >> F``, saturates ``y`` to ``out_width`` bits, and outputs the
 outlier's value instead where there is one. :meth:`GearFixed.reconstruct_int` is that
-integer output; :meth:`GearFixed.reconstruct` is ``s_out`` times it.
+integer output; :meth:`GearFixed.reconstruct` is ``s_out`` times it. Its error against
+the float reconstruction (``relative_error(comp.reconstruct(), fixed.reconstruct())``)
+is about 0.006 to 0.02 of the input's norm on MiniLM K/V (``tessera bench gear``
+prints it), well below the method's own error.
 
 numpy arrays and torch tensors are accepted; everything is computed in float64 numpy.
 """

@@ -21,8 +21,8 @@ Streams (payload layouts below; a transfer happens when ``valid`` and ``ready`` 
 ``factors`` (rank > 0)
     ``B`` of one tile: ``b[k][d]``. Loaded into a register before the tile's first row
     and used until its last; it is accepted while no tile is waiting for its first row
-    and no tile is running, or in the same cycle as the running tile's last row, so
-    back-to-back tiles lose no cycle.
+    and no tile is running, or in the same cycle as the running tile's last row (also
+    when that row is its first), so back-to-back tiles lose no cycle.
 ``i``, row beats
     ``codes[d]`` (``max_bits`` each, only the low ``bits`` used); ``a[k]`` (this token's
     row of ``A``); ``outlier_slots`` outlier slots ``(col, value, valid)``; ``scale[g]``
@@ -303,13 +303,19 @@ class GearUnit(wiring.Component):
             b_pending = Signal()      # B holds a tile whose first row has not come yet
             tile_active = Signal()    # a tile's first row came and its last has not
             m.d.comb += self.i.ready.eq(advance & (~beat.first | b_pending))
-            m.d.comb += self.factors.ready.eq(~b_pending & (~tile_active | (final & beat.last)))
-            with m.If(self.factors.valid & self.factors.ready):
-                m.d.sync += [b_reg.eq(self.factors.payload), b_pending.eq(1)]
+            # Accept B when, after this cycle, no tile needs the current one: none waits
+            # for its first row and none runs (a tile's last row may go in this cycle).
+            starts = final & beat.first
+            ends = final & beat.last
+            busy = ((b_pending & ~starts) | (tile_active & ~ends) | (starts & ~beat.last))
+            m.d.comb += self.factors.ready.eq(~busy)
             with m.If(final):
                 m.d.sync += tile_active.eq(~beat.last)
                 with m.If(beat.first):
                     m.d.sync += b_pending.eq(0)
+            # After the block above: a load in the cycle of a one-row tile wins.
+            with m.If(self.factors.valid & self.factors.ready):
+                m.d.sync += [b_reg.eq(self.factors.payload), b_pending.eq(1)]
         else:
             m.d.comb += self.i.ready.eq(advance)
 

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import json
 import time
-from concurrent.futures import ThreadPoolExecutor
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import click
@@ -131,19 +132,27 @@ SYNTH = (
 )
 
 
-def _synthesize(out: Path, jobs: int) -> list[dict]:
+def _synth_one(item) -> dict:
     from synth.flow import SynthOptions, synthesize
 
-    def one(item):
-        label, cfg, pnr = item
-        # A target above what the design reaches, so nextpnr reports its real Fmax
-        # rather than stopping once a lower target is met.
-        report = synthesize(GearUnit(cfg), "gear_unit", out / f"gear-unit-{cfg.tag}",
-                            SynthOptions(pnr=pnr, freq_mhz=PNR_TARGET_MHZ), config=cfg)
-        return {"label": label, "config": cfg.to_dict(), "report": report}
+    label, values, pnr, out = item
+    cfg = GearUnitConfig.from_dict(values)
+    # A target above what the design reaches, so nextpnr reports its real Fmax rather
+    # than stopping once a lower target is met.
+    report = synthesize(GearUnit(cfg), "gear_unit", Path(out) / f"gear-unit-{cfg.tag}",
+                        SynthOptions(pnr=pnr, freq_mhz=PNR_TARGET_MHZ), config=cfg)
+    return {"label": label, "config": cfg.to_dict(), "report": report}
 
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        return list(pool.map(one, SYNTH))
+
+def _synthesize(out: Path, jobs: int) -> list[dict]:
+    # Separate processes, not threads: hw.write_verilog patches Amaranth's emitter for
+    # the duration of a call, which is not thread-safe (two threads emitting at once can
+    # bring back the field aliases that make synth_ice40 assert).
+    items = [(label, cfg.to_dict(), pnr, str(out)) for label, cfg, pnr in SYNTH]
+    if jobs <= 1:
+        return [_synth_one(item) for item in items]
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return list(pool.map(_synth_one, items))
 
 
 def _hardware_table(results: list[dict]) -> tuple[str, list[dict]]:

@@ -147,6 +147,15 @@ def test_full_rate_cycles_match_cycle_model():
     assert measured == gear.cycles(cfg, counts.ravel()), (measured, counts.ravel())
 
 
+def test_one_row_tiles_run_back_to_back():
+    cfg = GearUnitConfig(head_dim=2, rank=1, outlier_slots=1)
+    fixed = gear.random_fixed(np.random.default_rng(9), (2, 3, 1, 2), 1, fixed_format(cfg), 4,
+                              max_outliers=0)
+    got, edges = simulate(cfg, lower(cfg, fixed, 4), stall=0.0)
+    assert np.array_equal(got, fixed.reconstruct_int())
+    assert edges["last"] - edges["first"] + 1 == gear.cycles(cfg, [0] * 6)
+
+
 def test_real_compressed_tile_matches_golden():
     cfg = GearUnitConfig(head_dim=8, rank=2, outlier_slots=2)
     rng = np.random.default_rng(5)
@@ -178,3 +187,8 @@ def test_lowering_errors():
                            fixed_format(cfg))
     with pytest.raises(CompileError, match="differ inside a group of group_size=2"):
         lower(GearUnitConfig(head_dim=4, rank=0, group_size=2), k_tile, 4)
+
+
+def test_golden_default_format_is_the_default_unit():
+    """golden.gear.FixedFormat's defaults (golden never imports hw) match the unit's."""
+    assert fixed_format(GearUnitConfig()) == gear.FixedFormat()
