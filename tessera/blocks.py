@@ -8,6 +8,7 @@ blocks add one :func:`register` call here.
 from dataclasses import dataclass
 
 from hw import BlockConfig
+from hw.gear_unit import GearUnit, GearUnitConfig
 from hw.nm_core import NMCore, NMCoreConfig
 from hw.topn import TopN, TopNConfig
 
@@ -50,3 +51,5 @@ register(Block("nm-core", "N:M structured-sparse tensor core (int8 x int8 -> int
                NMCoreConfig, NMCore, "nm_core", "verif.nm_core_tb"))
 register(Block("topn", "activation top-N unit: dense int8 M-groups -> TASD N:M terms",
                TopNConfig, TopN, "topn", "verif.topn_tb"))
+register(Block("gear-unit", "GEAR KV reconstruction unit (2/4-bit codes + outliers + low rank -> int8 rows)",
+               GearUnitConfig, GearUnit, "gear_unit", "verif.gear_unit_tb"))

@@ -8,6 +8,7 @@ Every block in :data:`tessera.blocks.BLOCKS` gets a subcommand under ``generate`
 Errors a user can cause print one line (``tessera: error: ...``) and exit non-zero.
 """
 
+import importlib
 import sys
 from pathlib import Path
 
@@ -141,19 +142,19 @@ def demo_command(out):
     run_demo(Path(out))
 
 
+#: Benchmark name -> module with run_bench(out, jobs) (imported when run).
+BENCHES = {"nm-core": ".bench_nm", "tasd": ".bench_tasd", "train-nm": ".bench_train",
+           "gear": ".bench_gear"}
+
+
 @cli.command("bench")
-@click.argument("what", type=click.Choice(["nm-core", "tasd", "train-nm"]))
+@click.argument("what", type=click.Choice(sorted(BENCHES)))
 @click.option("-o", "--out", default="bench_out", show_default=True, type=click.Path(file_okay=False))
 @click.option("-j", "--jobs", default=2, show_default=True, help="synthesis runs in parallel")
 def bench_command(what, out, jobs):
     """Print the benchmark figures of a block or method."""
-    if what == "nm-core":
-        from .bench_nm import run_bench
-    elif what == "tasd":
-        from .bench_tasd import run_bench
-    else:
-        from .bench_train import run_bench
-    run_bench(Path(out), jobs=jobs)
+    module = importlib.import_module(BENCHES[what], __package__)
+    module.run_bench(Path(out), jobs=jobs)
 
 
 @cli.command("tasder")

