@@ -10,15 +10,17 @@ and values of every self-attention layer are captured with forward hooks on the
 
 from __future__ import annotations
 
+import copy
 import functools
 import importlib.util
 import os
 
 import numpy as np
+import torch
 
 from . import GoldenError
 
-__all__ = ["available", "kv_cache", "TEXTS"]
+__all__ = ["available", "kv_cache", "TEXTS", "SENTENCES", "SentenceEmbedder", "pack_sentences"]
 
 #: Input sentences (written for this project). Each is long enough for 128 tokens.
 TEXTS = (
@@ -135,3 +137,56 @@ def kv_cache(tokens: int = 128, batch: int = 2) -> tuple[np.ndarray, np.ndarray]
     k.setflags(write=False)
     v.setflags(write=False)
     return k, v
+
+
+#: Short sentences for measuring sentence-embedding fidelity (written for this project).
+SENTENCES = (
+    "The train to the coast leaves at seven every morning.",
+    "A structured-sparse tensor core skips half of the multiplications.",
+    "My grandmother kept bees behind the orchard wall.",
+    "Rainfall in the hills doubled the river's flow within hours.",
+    "The compiler tiles each matrix so that it fits the on-chip buffer.",
+    "He forgot his umbrella again and arrived soaked to the bone.",
+    "Quantized caches trade a little accuracy for a lot of memory.",
+    "The museum opens late on Thursdays during the summer.",
+    "She solved the puzzle by working backwards from the last clue.",
+    "Low-rank corrections recover most of the quantization error.",
+    "The bakery sells out of rye bread before noon.",
+    "Our team measured the latency of every layer on the prototype.",
+    "A fox crossed the field just as the sun came up.",
+    "The new bridge will carry both cyclists and trams.",
+    "Sparse training recipes struggle when only one weight in eight survives.",
+    "They argued about the recipe but agreed on the wine.",
+)
+
+
+class SentenceEmbedder(torch.nn.Module):
+    """Packed ``[batch, 2, tokens]`` inputs (token ids, attention mask) -> L2-normalised
+    mean-pooled embeddings, as sentence-transformers' all-MiniLM-L6-v2 computes them.
+
+    Holds a private copy of the model without BERT's pooler (mean pooling does not use
+    it), so its 36 Linear layers are exactly the six blocks' query, key, value,
+    attention-output and two feed-forward projections.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.bert = copy.deepcopy(_model()[1])
+        self.bert.pooler = None
+        self.eval()
+
+    def forward(self, packed):
+        ids, mask = packed[:, 0], packed[:, 1]
+        hidden = self.bert(input_ids=ids, attention_mask=mask).last_hidden_state
+        weights = mask.unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1)
+        return torch.nn.functional.normalize(pooled, dim=-1)
+
+
+def pack_sentences(sentences, max_tokens: int = 128):
+    """Tokenise ``sentences`` (padded to the longest, at most ``max_tokens``) and pack ids
+    and attention mask as one ``[batch, 2, tokens]`` int64 tensor for SentenceEmbedder."""
+    tokenizer, _model_ = _model()
+    enc = tokenizer(list(sentences), truncation=True, max_length=max_tokens, padding=True,
+                    return_tensors="pt")
+    return torch.stack([enc["input_ids"], enc["attention_mask"]], dim=1)

@@ -1,8 +1,14 @@
 """Built-in models the model-level commands (``tessera tasder``, benchmarks) run on.
 
 ``digits``, ``digits-p50``, ``digits-p75``, ``digits-p90``: the digits CNN
-(:mod:`golden.digits`), dense or magnitude-pruned to 50/75/90 % unstructured sparsity.
-Each comes with a seeded calibration batch from the training split and the test split.
+(:mod:`golden.digits`), dense or magnitude-pruned to 50/75/90 % unstructured sparsity,
+with a seeded calibration batch from the training split and the test split (labels:
+the metric is top-1).
+
+``minilm``: all-MiniLM-L6-v2 as a sentence embedder (the optional ``minilm`` extra),
+calibrated on the four long texts of :data:`golden.minilm.TEXTS` (128 tokens each) and
+evaluated on the sixteen :data:`golden.minilm.SENTENCES` (no labels: the metric is the
+cosine similarity of each embedding to the FP32 model's).
 """
 
 from dataclasses import dataclass
@@ -14,7 +20,7 @@ from golden import GoldenError, digits
 __all__ = ["ModelBundle", "MODELS", "load_model"]
 
 DIGITS = {"digits": 0.0, "digits-p50": 0.5, "digits-p75": 0.75, "digits-p90": 0.9}
-MODELS = tuple(DIGITS)
+MODELS = (*DIGITS, "minilm")
 
 
 @dataclass
@@ -24,11 +30,23 @@ class ModelBundle:
     x_calib: torch.Tensor
     y_calib: torch.Tensor
     x_test: torch.Tensor
-    y_test: torch.Tensor
+    y_test: torch.Tensor | None
+
+    @property
+    def labelled(self) -> bool:
+        return self.y_calib is not None
 
 
 def load_model(name: str, calib: int = 512, seed: int = 0) -> ModelBundle:
     """A built-in model with ``calib`` calibration samples drawn with ``seed``."""
+    if name == "minilm":
+        from golden import minilm
+
+        missing = minilm.available()
+        if missing:
+            raise GoldenError(missing)
+        return ModelBundle(name, minilm.SentenceEmbedder(), minilm.pack_sentences(minilm.TEXTS),
+                           None, minilm.pack_sentences(minilm.SENTENCES), None)
     if name not in DIGITS:
         raise GoldenError(f"unknown model {name!r}; built-in models: {', '.join(MODELS)}")
     if calib < 1:

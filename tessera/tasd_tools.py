@@ -4,11 +4,9 @@ share these helpers."""
 import json
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from golden import GoldenError, tasd, tasder
-from golden.lowering import matmul_layers
 from hw.nm_core import NMCoreConfig
 
 from .models import ModelBundle
@@ -59,23 +57,50 @@ def top1(model, choices, x, y) -> float:
     return 100.0 * (out.argmax(1) == y).float().mean().item()
 
 
+def cosines(model, choices, x) -> list[float]:
+    """Cosine similarity of each output row (an embedding) to the unapproximated model's."""
+    with torch.no_grad():
+        reference = model(x)
+    out = tasder.approximate(model, choices, x)
+    return torch.nn.functional.cosine_similarity(out, reference, dim=-1).tolist()
+
+
 def run_tasder(bundle: ModelBundle, core: NMCoreConfig, menu: list[str], *,
                max_drop: float | None = None, max_error: float | None = None) -> dict:
-    """Search, then evaluate on the test split; a JSON-able summary."""
+    """Search on the calibration batch, then evaluate on the test inputs: top-1 for a
+    labelled model, embedding cosine similarity otherwise. A JSON-able summary."""
+    if not bundle.labelled and max_drop is not None:
+        raise GoldenError(f"model {bundle.name!r} has no labels: give an output-error budget, "
+                          "not an accuracy drop")
     result = tasder.search(bundle.model, bundle.x_calib, core, menu, y=bundle.y_calib,
                            max_accuracy_drop=max_drop, max_output_error=max_error)
-    reference = top1(bundle.model, {}, bundle.x_test, bundle.y_test)
-    approximated = top1(bundle.model, result.choices, bundle.x_test, bundle.y_test)
     cycle_ratio = result.cycles / result.dense_cycles
-    return {
+    summary = {
         "model": bundle.name, "core": core.to_dict(), "menu": menu,
         "search": result.to_json(),
         "effective_density": effective_density(result),
-        "test_top1": {"reference": reference, "tasd": approximated, "drop": reference - approximated},
         "cycle_reduction": 1 - cycle_ratio,
         # Energy ~ cycles x (the core's power, unchanged), delay ~ cycles.
         "edp_reduction": 1 - cycle_ratio ** 2,
     }
+    if bundle.labelled:
+        reference = top1(bundle.model, {}, bundle.x_test, bundle.y_test)
+        approximated = top1(bundle.model, result.choices, bundle.x_test, bundle.y_test)
+        summary["test_top1"] = {"reference": reference, "tasd": approximated,
+                                "drop": reference - approximated}
+    else:
+        values = cosines(bundle.model, result.choices, bundle.x_test)
+        summary["test_cosine"] = {"mean": sum(values) / len(values), "min": min(values)}
+    return summary
+
+
+def quality(summary: dict) -> str:
+    """One phrase for the test-set quality of a summary."""
+    if "test_top1" in summary:
+        t = summary["test_top1"]
+        return f"test top-1 {t['tasd']:.2f}% vs {t['reference']:.2f}% ({t['drop']:+.2f} points drop)"
+    c = summary["test_cosine"]
+    return f"embedding cosine to FP32: mean {c['mean']:.4f}, min {c['min']:.4f}"
 
 
 def layer_table(summary: dict) -> str:
@@ -85,14 +110,12 @@ def layer_table(summary: dict) -> str:
         lines.append(f"| {layer['name']} | {layer['kind']} | {layer['out']} x {layer['k']} x {layer['cols']} "
                      f"| {layer['weights']} | {layer['activations']} | {layer['cycles']} | {layer['dense_cycles']} |")
     s = summary["search"]
-    t = summary["test_top1"]
     lines.append(f"| total | | | | | {s['cycles']} | {s['dense_cycles']} |")
     lines.append("")
     lines.append(f"{summary['model']} on a {summary['core']['n']}:{summary['core']['m']} core "
                  f"({summary['core']['rows']} rows): {100 * summary['cycle_reduction']:.1f}% fewer cycles "
                  f"than dense, effective density {summary['effective_density']:.3f}, "
-                 f"test top-1 {t['tasd']:.2f}% vs {t['reference']:.2f}% ({t['drop']:+.2f} points drop), "
-                 f"EDP proxy {100 * summary['edp_reduction']:.1f}% lower")
+                 f"{quality(summary)}, EDP proxy {100 * summary['edp_reduction']:.1f}% lower")
     return "\n".join(lines)
 
 
