@@ -47,3 +47,13 @@ def get_block(name: str) -> Block:
 
 register(Block("nm-core", "N:M structured-sparse tensor core (int8 x int8 -> int32)",
                NMCoreConfig, NMCore, "nm_core", "verif.nm_core_tb"))
+
+from hw.lp_pe import LPPE, LPPEConfig  # noqa: E402
+from hw.mac_pe import FP8PE, FP8PEConfig, Int8PE, Int8PEConfig  # noqa: E402
+
+register(Block("lp-pe", "logarithmic-posit (LP x LP) dot-product PE",
+               LPPEConfig, LPPE, "lp_pe", "verif.lp_pe_tb"))
+register(Block("int8-pe", "INT8 MAC dot-product PE (the LP PE's baseline)",
+               Int8PEConfig, Int8PE, "int8_pe", "verif.mac_pe_tb"))
+register(Block("fp8-pe", "FP8 (E4M3) MAC dot-product PE (the LP PE's baseline)",
+               FP8PEConfig, FP8PE, "fp8_pe", "verif.mac_pe_tb"))
