@@ -270,7 +270,7 @@ class LPFormat:
         finite = np.isfinite(a)
         if nonfinite == "error" and not finite.all():
             bad = a[~finite].ravel()[0]
-            raise GoldenError(f"cannot encode non-finite value {bad!r} (nonfinite='error')")
+            raise GoldenError(f"cannot encode non-finite value {float(bad)!r} (nonfinite='error')")
         mag = np.where(finite, np.abs(a), 1.0)
         logs = self._positive_logs
         mids = (logs[1:] + logs[:-1]) / 2
