@@ -287,9 +287,13 @@ class LPFormat:
         code = np.where(finite, code, self.nar_code)
         return code.astype(np.int64)
 
+    @functools.cached_property
+    def _values(self) -> np.ndarray:
+        return self.decode(np.arange(1 << self.n))
+
     def quantize(self, x, nonfinite: str = "nar") -> np.ndarray:
         """``decode(encode(x))``: the LP value nearest to ``x`` (float64)."""
-        return self.decode(self.encode(x, nonfinite))
+        return self._values[self.encode(x, nonfinite)]
 
 
 def _round_exp2(j: int, F: int, tb: int) -> int:
