@@ -141,14 +141,33 @@ def demo_command(out):
 
 
 @cli.command("bench")
-@click.argument("what", type=click.Choice(["nm-core"]))
+@click.argument("what", type=click.Choice(["nm-core", "lp"]))
 @click.option("-o", "--out", default="bench_out", show_default=True, type=click.Path(file_okay=False))
 @click.option("-j", "--jobs", default=2, show_default=True, help="synthesis runs in parallel")
 def bench_command(what, out, jobs):
     """Print the benchmark figures of a block (area, Fmax, efficiency, utilisation)."""
-    from .bench_nm import run_bench
+    if what == "lp":
+        from .bench_lp import run_bench
+    else:
+        from .bench_nm import run_bench
 
     run_bench(Path(out), jobs=jobs)
+
+
+@cli.command("lpq")
+@click.option("--budget", type=float, default=6.0, show_default=True, help="maximum mean bits per weight")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--population", type=int, default=20, show_default=True)
+@click.option("--generations", type=int, default=15, show_default=True)
+@click.option("-o", "--out", default="lpq.json", show_default=True, type=click.Path(dir_okay=False),
+              help="where to write the chosen formats (JSON)")
+@click.option("--progress/--no-progress", default=True, show_default=True)
+def lpq_command(budget, seed, population, generations, out, progress):
+    """Search per-layer LP formats (LPQ) for the digits CNN; print them and write JSON."""
+    from .bench_lp import run_lpq
+
+    run_lpq(budget=budget, seed=seed, population=population, generations=generations,
+            out=Path(out), progress=progress)
 
 
 def main(argv=None) -> int:

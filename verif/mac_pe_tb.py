@@ -1,7 +1,7 @@
 """cocotb bench of the baseline PEs (``int8-pe``, ``fp8-pe``) against ``golden.mac``.
 
 Bit-exact, every output: every code against the special ones (zero, extremes, NaN,
-subnormals, ±1) and 4,096 random pairs, each product alone in its lane; random
+subnormals, ±1) and 2,048 random pairs, each product alone in its lane; random
 multi-beat dot products with idle cycles and back-pressure; long accumulations of the
 largest products (wrap-around); and a full-rate run timed against
 ``golden.mac.pe_cycles``. The config's ``block`` field picks the PE.
@@ -40,13 +40,13 @@ def bench(dut, idle=0.0, backpressure=0.0):
 
 @cocotb.test()
 async def code_pairs(dut):
-    """Specials x all 256 codes both ways, and 4,096 random pairs, each product alone."""
+    """Specials x all 256 codes both ways, and 2,048 random pairs, each product alone."""
     cfg, specials, tb = bench(dut)
     await tb.reset()
     w, a = (x.ravel() for x in np.meshgrid(np.array(specials), np.arange(256), indexing="ij"))
     await tb.isolated_pairs(np.concatenate([w, a]), np.concatenate([a, w]), label="specials x all")
-    w, a = tb.rng.integers(0, 256, (2, 4096))
-    await tb.isolated_pairs(w, a, label="4096 random pairs")
+    w, a = tb.rng.integers(0, 256, (2, 2048))
+    await tb.isolated_pairs(w, a, label="2048 random pairs")
 
 
 @cocotb.test()
