@@ -58,9 +58,12 @@ scale ``sf = sf_w + sf_a`` (the sum of the two layers' scales). Per product:
 3. ``mant = exp2_table(F, table_bits)[j]``: ``round(2^(j / 2^F) * 2^table_bits)``,
    rounded to nearest (no ties are possible except j = 0, which is exact), a
    ``table_bits + 1``-bit integer in ``[2^tb, 2^(tb+1)]``.
-4. ``sh = I + acc_frac - table_bits``; ``mag = floor(mant * 2^sh)``: a left shift for
-   ``sh >= 0``, a right shift that truncates (towards zero: it is a magnitude) for
-   ``sh < 0``. Only the low ``acc_width`` bits of ``mag`` matter (step 6 wraps).
+4. ``sh = I + acc_frac - table_bits``; ``mag = floor(mant * 2^sh) mod 2^prod_width``:
+   a left shift for ``sh >= 0``, a right shift that truncates (towards zero: it is a
+   magnitude) for ``sh < 0``, keeping the low ``prod_width`` bits (default
+   ``acc_width``). A product window narrower than the accumulator is a hardware
+   saving; the layer's ``sf`` must then keep its products below ``2^prod_width``
+   (larger ones wrap, they are not saturated).
 5. ``product = -mag`` if the signs differ, else ``mag``; 0 when either code is zero;
    0 **and the NaR flag set** when either code is NaR.
 6. The accumulator adds products in ``acc_width``-bit two's complement (wraps on
@@ -337,28 +340,32 @@ def _wrap(x, bits: int) -> np.ndarray:
     return u.astype(np.int64)
 
 
-def _check_pair(fmt_w: LPFormat, fmt_a: LPFormat, table_bits, acc_width, acc_frac):
+def _check_pair(fmt_w: LPFormat, fmt_a: LPFormat, table_bits, acc_width, acc_frac, prod_width):
     if (fmt_w.n, fmt_w.es, fmt_w.rs) != (fmt_a.n, fmt_a.es, fmt_a.rs):
         raise GoldenError(f"the PE multiplies codes of one (n, es, rs); got {fmt_w} and {fmt_a}")
     tb = _check_int("table_bits", table_bits)
     aw = _check_int("acc_width", acc_width)
     af = _check_int("acc_frac", acc_frac)
+    pw = aw if prod_width is None else _check_int("prod_width", prod_width)
     if not 2 <= aw <= 64:
         raise GoldenError(f"acc_width must be in 2..64, not acc_width={aw}")
     if not 0 <= af < aw:
         raise GoldenError(f"acc_frac must be in 0..acc_width-1, not acc_frac={af}")
-    return tb, aw, af
+    if not 1 <= pw <= aw:
+        raise GoldenError(f"prod_width must be in 1..acc_width={aw}, not prod_width={pw}")
+    return tb, aw, af, pw
 
 
 def fixed_products(fmt_w: LPFormat, w, fmt_a: LPFormat, a, *, table_bits: int,
-                   acc_width: int, acc_frac: int) -> tuple[np.ndarray, np.ndarray]:
+                   acc_width: int, acc_frac: int,
+                   prod_width: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The PE's products of LP codes ``w`` and ``a`` (broadcast), bit-exact.
 
     Returns ``(products, nar)``: int64 products in ``acc_width``-bit two's complement
     (units of ``2^-acc_frac``) and a boolean array, True where either code is NaR (the
     product is then 0). The scale is ``fmt_w.sf + fmt_a.sf``. See the module docstring.
     """
-    tb, aw, af = _check_pair(fmt_w, fmt_a, table_bits, acc_width, acc_frac)
+    tb, aw, af, pw = _check_pair(fmt_w, fmt_a, table_bits, acc_width, acc_frac, prod_width)
     w = fmt_w.check_codes(w)
     a = fmt_a.check_codes(a)
     w, a = np.broadcast_arrays(w, a)
@@ -374,7 +381,9 @@ def fixed_products(fmt_w: LPFormat, w, fmt_a: LPFormat, a, *, table_bits: int,
     right = np.clip(-sh, 0, 63).astype(np.uint64)
     mag = np.where(sh >= 0, mant << left, mant >> right)
     mag = np.where(sh >= 64, np.uint64(0), mag)              # every low bit shifted out
-    mag = _wrap(mag, aw)
+    if pw < 64:
+        mag = mag & np.uint64((1 << pw) - 1)
+    mag = mag.astype(np.int64)                                # bit 63 only when pw = 64: wraps alike
     prod = np.where((fw["sign"] ^ fa["sign"]) == 1, -mag, mag)
     nar = fw["nar"] | fa["nar"]
     prod = np.where(fw["zero"] | fa["zero"] | nar, 0, prod)
@@ -382,14 +391,14 @@ def fixed_products(fmt_w: LPFormat, w, fmt_a: LPFormat, a, *, table_bits: int,
 
 
 def fixed_dot(fmt_w: LPFormat, w, fmt_a: LPFormat, a, *, table_bits: int, acc_width: int,
-              acc_frac: int) -> tuple[np.ndarray, np.ndarray]:
+              acc_frac: int, prod_width: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Dot products along the last axis, exactly as the PE accumulates them.
 
     Returns ``(acc, nar)``: the wrapped ``acc_width``-bit sums (int64, units of
     ``2^-acc_frac``) and whether any product of the dot product had a NaR operand.
     """
-    prods, nar = fixed_products(fmt_w, w, fmt_a, a, table_bits=table_bits,
-                                acc_width=acc_width, acc_frac=acc_frac)
+    prods, nar = fixed_products(fmt_w, w, fmt_a, a, table_bits=table_bits, acc_width=acc_width,
+                                acc_frac=acc_frac, prod_width=prod_width)
     if prods.ndim == 0:
         raise GoldenError("fixed_dot needs arrays with a reduction (last) axis")
     total = prods.astype(np.uint64).sum(axis=-1, dtype=np.uint64)  # wraps mod 2^64

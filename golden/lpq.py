@@ -61,7 +61,7 @@ from .lp import LPFormat, MAX_SF
 from .mac import FP8_MAX, fp8_decode, fp8_encode
 
 __all__ = ["Plan", "LayerGene", "LPQ", "LPQResult", "quantizable_layers", "run_model",
-           "accuracy", "lp_plan", "int_plan", "fp8_plan", "fp32_plan", "mean_weight_bits"]
+           "accuracy", "lp_plan", "int_plan", "fp8_plan", "fp32_plan", "mean_weight_bits", "pe_accuracy"]
 
 Quantizer = Callable[[np.ndarray], np.ndarray]
 
@@ -430,3 +430,66 @@ class LPQ:
         fit, glob, local = self.evaluate(best)
         return LPQResult(self.genes(best), fit, glob, local, self.mean_bits(best), self.budget, seed,
                          history, len(self._cache))
+
+
+# --- the LP PE's own arithmetic -------------------------------------------------------
+@torch.no_grad()
+def pe_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, genes: dict[str, LayerGene], *,
+                table_bits: int = 8, acc_width: int = 32, acc_frac: int = 16, prod_width: int | None = None,
+                chunk: int = 100) -> float:
+    """Top-1 of ``model`` when every quantized layer's dot products are computed with the
+    LP PE's bit-exact fixed-point arithmetic (:func:`golden.lp.fixed_products`: the 2^frac
+    table, the truncating shift, the wrapping ``acc_width``-bit accumulator), on the
+    layer's LP codes; biases are added in float afterwards. This is what an array of LP
+    PEs configured per layer would compute, so it checks that LPQ's float simulation
+    (:func:`lp_plan`) holds on the hardware.
+    """
+    from .lp import fixed_products
+
+    mods = dict(model.named_modules())
+    tables = {}
+    for name, g in genes.items():
+        fw, fa = g.weight_format(), g.input_format()
+        codes = np.arange(1 << g.n)
+        prods, nar = fixed_products(fw, codes[:, None], fa, codes[None, :], table_bits=table_bits,
+                                    acc_width=acc_width, acc_frac=acc_frac, prod_width=prod_width)
+        tables[name] = prods
+    half = 1 << (acc_width - 1)
+
+    def layer(name, mod, inp):
+        g = genes[name]
+        xin = inp.double().numpy()
+        wc = g.weight_format().encode(mod.weight.detach().double().numpy())
+        if isinstance(mod, nn.Conv2d):
+            patches = nn.functional.unfold(torch.from_numpy(xin), mod.kernel_size, padding=mod.padding,
+                                           stride=mod.stride, dilation=mod.dilation).numpy()   # [N, CKK, L]
+            ac = g.input_format().encode(patches)
+            wc = wc.reshape(wc.shape[0], -1)                                                  # [O, CKK]
+            acc = np.zeros((ac.shape[0], wc.shape[0], ac.shape[2]), np.int64)
+            for k in range(wc.shape[1]):
+                acc += tables[name][wc[:, k][None, :, None], ac[:, k, :][:, None, :]]
+        else:
+            ac = g.input_format().encode(xin)                                                # [N, K]
+            acc = np.zeros((ac.shape[0], wc.shape[0]), np.int64)
+            for k in range(wc.shape[1]):
+                acc += tables[name][wc[None, :, k], ac[:, k][:, None]]
+        acc = (acc + half) % (2 * half) - half                                              # wrap
+        out = acc / float(1 << acc_frac)
+        if isinstance(mod, nn.Conv2d):
+            side = int(round(math.sqrt(out.shape[-1])))
+            out = out.reshape(out.shape[0], out.shape[1], side, side)
+        out = torch.from_numpy(out)
+        if mod.bias is not None:
+            out = out + mod.bias.double().reshape(1, -1, *([1] * (out.ndim - 2)))
+        return out.float()
+
+    handles = [mods[name].register_forward_hook(lambda m, a, o, name=name: layer(name, m, a[0]))
+               for name in genes]
+    try:
+        correct = 0
+        for k in range(0, len(x), chunk):
+            correct += int((model(x[k:k + chunk]).argmax(dim=1) == y[k:k + chunk]).sum())
+    finally:
+        for h in handles:
+            h.remove()
+    return correct / len(x)

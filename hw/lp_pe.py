@@ -17,7 +17,7 @@ Datapath (``product_stages = 3``, latency 5)::
     decode w, a (lanes x 2) --[R: sign, zero, NaR, log T, sf]-->
     P = T_w + T_a - sf * 2^F; mant = exp2 table[P mod 2^F]; sh = (P >> F) + acc_frac - tb
                             --[R: mant, sh, sign, kill]-->
-    mag = floor(mant * 2^sh) (barrel shift, truncating), +/- by the sign --[R: product]-->
+    mag = floor(mant * 2^sh) mod 2^prod_width (barrel shift, truncating), +/- --[R: product]-->
     lane adder tree --[R]--> accumulate (acc_width bits, wraps) --[o.payload]
 
 Decode of an n-bit code ``c`` (no table: logic): sign = top bit; magnitude word =
@@ -68,6 +68,12 @@ class LPPEConfig(BlockConfig):
         Fraction bits of the accumulator: it holds ``value * 2^acc_frac``; 0..acc_width-1.
     sf_width : int
         Width of the signed runtime scale input ``sf``, 2..8.
+    prod_width : int
+        Width of a product's magnitude after the shift (the shifter's output and, plus
+        sign and carries, the lane adder tree), 4..acc_width. Narrower than the
+        accumulator saves area; a layer's ``sf`` must then keep its products below
+        ``2^(prod_width - acc_frac)`` (larger ones wrap; they are not saturated).
+        0 (the default) means ``acc_width``; :attr:`product_width` is the width in use.
 
     Raises
     ------
@@ -85,6 +91,8 @@ class LPPEConfig(BlockConfig):
     acc_width: int = param(32, "accumulator width in bits, 8..64")
     acc_frac: int = param(16, "fraction bits of the accumulator, 0..acc_width-1")
     sf_width: int = param(7, "width of the signed runtime scale input sf, 2..8")
+    prod_width: int = param(0, "product magnitude window in bits (the shifter's output), "
+                               "4..acc_width, or 0 for acc_width")
 
     def validate(self):
         if not 3 <= self.n <= 10:
@@ -104,11 +112,19 @@ class LPPEConfig(BlockConfig):
                               f"not acc_frac={self.acc_frac!r}")
         if not 2 <= self.sf_width <= 8:
             raise ConfigError(f"sf_width must be in 2..8, not sf_width={self.sf_width!r}")
+        if self.prod_width != 0 and not 4 <= self.prod_width <= self.acc_width:
+            raise ConfigError(f"prod_width must be 0 or in 4..acc_width={self.acc_width}, "
+                              f"not prod_width={self.prod_width!r}")
 
     @property
     def width(self) -> int:
         """Code width on the input stream (= n)."""
         return self.n
+
+    @property
+    def product_width(self) -> int:
+        """The product window in use: ``prod_width``, or ``acc_width`` when that is 0."""
+        return self.prod_width or self.acc_width
 
     @property
     def frac_bits(self) -> int:
@@ -245,8 +261,8 @@ class LPPE(DotProductPE):
         # Stage 2: shift into the accumulator's fixed point, apply the sign.
         products, nars = [], []
         for lane, (sign, kill, nar, mant, sh) in enumerate(stage1):
-            mag = shift_floor(m, mant, sh, cfg.acc_width, f"s2_mag{lane}")
-            prod = Signal(signed(cfg.acc_width), name=f"s2_prod{lane}")
+            mag = shift_floor(m, mant, sh, cfg.product_width, f"s2_mag{lane}")
+            prod = Signal(signed(min(cfg.product_width + 1, cfg.acc_width)), name=f"s2_prod{lane}")
             m.d.comb += prod.eq(Mux(kill, 0, Mux(sign, -mag, mag)))
             products.append(reg(f"s2_prod{lane}_q", prod))
             nars.append(nar)

@@ -130,8 +130,9 @@ class DotProductPE(wiring.Component):
             valid, last = valid_q, reg(f"p{s}_last", last)
         products, nar = self._products(m, reg)
 
-        total = Signal(signed(cfg.acc_width), name="lane_sum")
-        m.d.comb += total.eq(_tree_sum(m, products, "tree", cfg.acc_width))
+        tree = _tree_sum(m, products, "tree", cfg.acc_width)
+        total = Signal(signed(min(len(tree), cfg.acc_width)), name="lane_sum")
+        m.d.comb += total.eq(tree)
         sum_valid = Signal(name="sum_valid")
         with m.If(advance):
             m.d.sync += sum_valid.eq(valid)

@@ -3,9 +3,13 @@ LP benchmark (accuracy under FP32 / LPQ / INT8 / INT4 / FP8, and the PEs' area a
 
 Accuracy: top-1 on the 600 held-out digits (``tessera/digits.py``); weights *and*
 layer inputs are quantized (LPQ: LP in the layer's format; INT8: W8A8; INT4: W4A8;
-FP8: E4M3 W8A8; see ``golden/lpq.py``). Mean bits are per weight.
+FP8: E4M3 W8A8; see ``golden/lpq.py``). Mean bits are per weight. The LPQ formats are
+also run through the LP PE's bit-exact arithmetic (``golden.lpq.pe_accuracy``: 8-bit
+2^frac table, 32-bit accumulator with 16 fraction bits, 32- or 20-bit product window),
+i.e. what the hardware computes.
 
-Hardware: every PE with 4 lanes and a 32-bit accumulator, synthesized alone for iCE40
+Hardware: every PE with 4 lanes and a 32-bit accumulator (the LP PE also with its
+product window narrowed to 20 bits, ``prod_width``), synthesized alone for iCE40
 (LUT4 = SB_LUT4 cells) and placed and routed behind the pin wrapper for Fmax
 (``synth/flow.py``). Each PE takes one beat (4 products) per cycle, so products/cycle
 per 1,000 LUT4 is ``4000 / LUT4``, and throughput per area is that times Fmax.
@@ -22,7 +26,9 @@ __all__ = ["run_lpq", "run_bench", "HARDWARE"]
 #: The PEs the benchmark synthesizes: (label, block name, parameters).
 HARDWARE = [
     ("LP n=8 (es=1, rs=4)", "lp-pe", {"n": 8, "es": 1, "rs": 4}),
+    ("LP n=8, 20-bit products", "lp-pe", {"n": 8, "es": 1, "rs": 4, "prod_width": 20}),
     ("LP n=6 (es=1, rs=3)", "lp-pe", {"n": 6, "es": 1, "rs": 3}),
+    ("LP n=6, 20-bit products", "lp-pe", {"n": 6, "es": 1, "rs": 3, "prod_width": 20}),
     ("INT8", "int8-pe", {}),
     ("FP8 E4M3", "fp8-pe", {}),
 ]
@@ -109,6 +115,12 @@ def accuracy_rows(result, model, data) -> list[dict]:
     for name, plan, bits, act in plans:
         rows.append({"format": name, "top1": lpq.accuracy(model, data.test_x, data.test_y, plan),
                      "mean_weight_bits": bits, "inputs": act})
+    # The same LPQ formats through the LP PE's bit-exact arithmetic (table, shift, wrap).
+    for k, pw in enumerate((32, 20)):
+        pe = dict(table_bits=8, acc_width=32, acc_frac=16, prod_width=pw)
+        rows.insert(2 + k, {"format": f"LPQ on the LP PE arithmetic, {pw}-bit products",
+                            "inputs": "LP, layer's n", "mean_weight_bits": result.mean_bits,
+                            "top1": lpq.pe_accuracy(model, data.test_x, data.test_y, result.genes, **pe)})
     return rows
 
 

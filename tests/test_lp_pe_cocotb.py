@@ -4,7 +4,7 @@
 Smoke matrix: a capped regime at n = 6 (all code pairs) and n = 8 (random pairs), the
 benchmark's formats, and both baselines on both simulators; on Icarus also standard-
 posit mode at n = 4 (all pairs) and n = 8, rs = 1, and es = 3 with a narrow wrapping
-accumulator (all pairs), one lane and three lanes. Verilator builds cost ~12 s of CPU
+accumulator (all pairs), one lane, three lanes, and a 12-bit product window. Verilator builds cost ~12 s of CPU
 each, so the smoke matrix keeps four of them. The wide
 matrix (``-m wide``) runs every config on both simulators and adds more."""
 
@@ -25,6 +25,7 @@ ICARUS_ONLY = [
     LPPEConfig(n=8, es=0, rs=7, lanes=3),
     LPPEConfig(n=5, es=3, rs=4, lanes=3, table_bits=3, acc_width=12, acc_frac=4, sf_width=4),
     LPPEConfig(n=6, es=2, rs=1, lanes=1, table_bits=12, acc_width=40, acc_frac=24),
+    LPPEConfig(n=6, es=1, rs=3, prod_width=12, acc_frac=6),
 ]
 WIDE = [
     LPPEConfig(n=3, es=0, rs=2, lanes=1),
@@ -33,13 +34,14 @@ WIDE = [
     LPPEConfig(n=7, es=1, rs=3, lanes=2, sf_width=8),
     LPPEConfig(n=8, es=2, rs=2, table_bits=12, acc_width=48, acc_frac=24),
     LPPEConfig(n=10, es=1, rs=5, lanes=2),
+    LPPEConfig(n=8, es=1, rs=4, prod_width=20),
 ]
 BASELINES = [Int8PEConfig(), FP8PEConfig()]
 WIDE_BASELINES = [Int8PEConfig(lanes=1, acc_width=16), FP8PEConfig(lanes=3, acc_width=40, acc_frac=18)]
 
 
 def lp_id(c):
-    return f"n{c.n}-es{c.es}-rs{c.rs}-l{c.lanes}-tb{c.table_bits}-acc{c.acc_width}.{c.acc_frac}"
+    return f"n{c.n}-es{c.es}-rs{c.rs}-l{c.lanes}-tb{c.table_bits}-acc{c.acc_width}.{c.acc_frac}-p{c.prod_width}"
 
 
 def run(cfg, sim, sim_root):

@@ -27,6 +27,8 @@ from .conftest import require_simulator
     (dict(acc_width=65), "acc_width must be in 8..64, not acc_width=65"),
     (dict(acc_frac=32), "acc_frac must be in 0..acc_width-1=31, not acc_frac=32"),
     (dict(sf_width=1), "sf_width must be in 2..8, not sf_width=1"),
+    (dict(prod_width=33), "prod_width must be 0 or in 4..acc_width=32, not prod_width=33"),
+    (dict(prod_width=3), "prod_width must be 0 or in 4..acc_width=32, not prod_width=3"),
     (dict(n="8"), "n must be an integer, not '8'"),
 ])
 def test_lp_config_rejects_bad_parameters(kwargs, message):
@@ -52,7 +54,7 @@ def test_table_and_fraction_bits_match_golden(n, es, rs):
     assert exp2_table(cfg.frac_bits, 9) == lp.exp2_table(cfg.frac_bits, 9).tolist()
 
 
-@pytest.mark.parametrize("cfg", [LPPEConfig(), LPPEConfig(n=6, es=0, rs=5, lanes=1),
+@pytest.mark.parametrize("cfg", [LPPEConfig(), LPPEConfig(n=6, es=0, rs=5, lanes=1, prod_width=16),
                                  LPPEConfig(n=4, es=3, rs=1, lanes=3), LPPEConfig(n=10, es=2, rs=9),
                                  Int8PEConfig(), FP8PEConfig(lanes=2)], ids=lambda c: c.tag)
 def test_generated_verilog_lints_clean(cfg, tmp_path):

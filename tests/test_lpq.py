@@ -89,3 +89,16 @@ def test_cli_lpq_writes_json_and_prints_the_table(tmp_path, capsys):
     assert doc["budget_bits"] == 5 and doc["mean_weight_bits"] <= 5 and len(doc["layers"]) == 4
     assert main(["lpq", "--budget", "2", "--no-progress", "-o", str(out)]) == 1
     assert capsys.readouterr().err == "tessera: error: budget must be at least the smallest n (4), not 2.0\n"
+
+
+def test_pe_arithmetic_agrees_with_the_float_simulation(digits):
+    data, model = digits
+    genes = lpq.LPQ(model, data.calib_x[:64], budget=6).genes(
+        tuple((6, 0, 2, s) for s in (2, 2, 4, 3)))
+    x, y = data.test_x[:200], data.test_y[:200]
+    sim = lpq.accuracy(model, x, y, lpq.lp_plan(genes))
+    pe = lpq.pe_accuracy(model, x, y, genes, table_bits=8, acc_width=32, acc_frac=16)
+    assert abs(sim - pe) <= 0.01 and pe > 0.9
+    # A 1-bit table is coarse enough to cost accuracy: the PE path really uses its table.
+    coarse = lpq.pe_accuracy(model, x, y, genes, table_bits=1, acc_width=32, acc_frac=16)
+    assert coarse != pe or coarse < sim

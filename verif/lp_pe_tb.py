@@ -35,7 +35,7 @@ def make_golden(cfg: LPPEConfig):
             # sf = sf_w + sf_a; each half stays within golden.lp.MAX_SF.
             p, f = lp.fixed_products(fmt.with_sf(s // 2), w[rows], fmt.with_sf(s - s // 2), a[rows],
                                      table_bits=cfg.table_bits, acc_width=cfg.acc_width,
-                                     acc_frac=cfg.acc_frac)
+                                     acc_frac=cfg.acc_frac, prod_width=cfg.product_width)
             prods[rows], nar[rows] = p, f
         return prods, nar
 
