@@ -39,7 +39,7 @@ beat), so it may change between layers without draining the PE.
 import dataclasses
 import math
 
-from amaranth import Array, C, Cat, Const, Module, Mux, Signal, signed
+from amaranth import Array, C, Cat, Const, Mux, Signal, signed
 from amaranth.lib.wiring import In
 from amaranth.utils import bits_for
 

@@ -24,7 +24,7 @@ from amaranth.lib import data
 from .config import BlockConfig, ConfigError, param
 from .pe import DotProductPE, pe_beat_layout, pe_out_layout, shift_floor
 
-__all__ = ["Int8PEConfig", "Int8PE", "FP8PEConfig", "FP8PE", "fp8_layout"]
+__all__ = ["Int8PEConfig", "Int8PE", "FP8PEConfig", "FP8PE", "fp8_layout", "beat_layout", "out_layout"]
 
 #: An E4M3 code, LSB first: 3 mantissa bits, 4 exponent bits (bias 7), the sign.
 fp8_layout = data.StructLayout({"mant": unsigned(3), "exp": unsigned(4), "sign": unsigned(1)})
