@@ -2,6 +2,8 @@
 layouts, the 2^frac table against golden's, lint of the emitted Verilog, a few products
 in Amaranth's own simulator (async testbenches) against the golden models, and the CLI."""
 
+import json
+
 import numpy as np
 import pytest
 from amaranth.sim import Simulator
@@ -129,3 +131,28 @@ def test_cli_verify_lp_pe(tmp_path, capsys):
                  "--sim", "icarus", "--build-dir", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "icarus: 4/4 passed" in out and "all_code_pairs" in out
+
+
+def test_cli_synth_lp_pe_without_pnr(tmp_path, capsys):
+    assert main(["synth", "lp-pe", "--n", "4", "--es", "0", "--rs", "2", "--lanes", "1", "--no-pnr",
+                 "-o", str(tmp_path)]) == 0
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["block"] == "lp-pe" and report["config"]["n"] == 4
+    assert 50 < report["ice40"]["lut4"] < 1000 and report["pnr"] is None
+    assert "| lp_pe |" in capsys.readouterr().out
+
+
+def test_bench_lp_tables():
+    from tessera.bench_lp import HARDWARE, _markdown
+
+    acc = [{"format": "FP32", "top1": 0.98, "mean_weight_bits": 32.0, "inputs": "32"},
+           {"format": "LPQ", "top1": 0.975, "mean_weight_bits": 6.0, "inputs": "LP"}]
+    hw = [{"pe": label, "block": block, "lut4": 1000, "carry": 1, "ff": 1, "fmax_mhz": 50.0 * (k + 1),
+           "products_per_cycle_per_klut": 4.0, "mproducts_per_s_per_klut": 200.0 * (k + 1)}
+          for k, (label, block, _) in enumerate(HARDWARE)]
+    text = _markdown(acc, hw)
+    assert "| LPQ | 97.50 | +0.50 | 6.00 | LP |" in text
+    int8 = next(r for r in hw if r["block"] == "int8-pe")["mproducts_per_s_per_klut"]
+    first = hw[0]["mproducts_per_s_per_klut"]
+    assert f"| {first / int8:.2f}x |" in text.splitlines()[-len(hw)]
+    assert main(["bench", "--help"]) == 0
