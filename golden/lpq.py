@@ -20,7 +20,9 @@ full-precision model (:meth:`LPQ.activation_sf`). The PE's runtime scale is
 
 Fitness (lower is better), on a small calibration set, against the FP32 model:
 
-* global: KL(softmax(fp logits) || softmax(quantized logits)), mean over samples;
+* global: KL(softmax(fp logits) || softmax(quantized logits)), mean over samples
+  (``objective="kl"``, classifiers), or ``1 - cos(fp output, quantized output)``
+  (``objective="cosine"``, embedding models);
 * local: for every quantized layer, the feature infidelity ``1 - mean_i cos(q_i, f_i)``
   between the quantized features ``q_i`` and the FP32 features ``f_i`` of the
   calibration samples, plus a contrastive (InfoNCE) term: with cosine similarity over
@@ -287,11 +289,14 @@ class LPQ:
 
     def __init__(self, model: nn.Module, calib_x: torch.Tensor, *, budget: float = 6.0,
                  n_choices=(4, 5, 6, 7, 8), es_choices=(0, 1, 2), local_weight: float = 0.5,
-                 tau: float = 0.1):
+                 tau: float = 0.1, objective: str = "kl"):
         if not min(n_choices) <= budget:
             raise GoldenError(f"budget must be at least the smallest n ({min(n_choices)}), not {budget!r}")
-        if not len(calib_x):
+        if not calib_x.numel():
             raise GoldenError("the calibration set is empty")
+        if objective not in ("kl", "cosine"):
+            raise GoldenError(f"objective must be 'kl' or 'cosine', not {objective!r}")
+        self.objective = objective
         self.model, self.calib_x, self.budget = model.eval(), calib_x, float(budget)
         self.n_choices, self.es_choices = tuple(n_choices), tuple(es_choices)
         self.local_weight, self.tau = local_weight, tau
@@ -303,6 +308,7 @@ class LPQ:
         self.sizes = {n: self.weights[n].size for n in self.layers}
         self.inputs = _fp_inputs(model, calib_x, self.layers)
         logits, feats = run_model(model, calib_x, None, taps=self.layers)
+        self.fp_logits = logits.double()
         self.fp_logp = torch.log_softmax(logits.double(), dim=1)
         self.fp_feats = {n: self._normalize(feats[n]) for n in self.layers}
         self.fp_self = {n: self._info_nce(f, f) for n, f in self.fp_feats.items()}
@@ -360,8 +366,12 @@ class LPQ:
             result = (1e3 + bits - self.budget, math.inf, math.inf)
         else:
             logits, feats = run_model(self.model, self.calib_x, lp_plan(self.genes(genome)), taps=self.layers)
-            logq = torch.log_softmax(logits.double(), dim=1)
-            glob = float(torch.sum(self.fp_logp.exp() * (self.fp_logp - logq), dim=1).mean())
+            if self.objective == "kl":
+                logq = torch.log_softmax(logits.double(), dim=1)
+                glob = float(torch.sum(self.fp_logp.exp() * (self.fp_logp - logq), dim=1).mean())
+            else:
+                glob = float(1 - torch.nn.functional.cosine_similarity(
+                    logits.double(), self.fp_logits, dim=1).mean())
             local = float(np.mean([self._local(self._normalize(feats[n]), n) for n in self.layers]))
             result = (glob + self.local_weight * local, glob, local)
         self._cache[genome] = result

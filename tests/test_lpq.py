@@ -102,3 +102,14 @@ def test_pe_arithmetic_agrees_with_the_float_simulation(digits):
     # A 1-bit table is coarse enough to cost accuracy: the PE path really uses its table.
     coarse = lpq.pe_accuracy(model, x, y, genes, table_bits=1, acc_width=32, acc_frac=16)
     assert coarse != pe or coarse < sim
+
+
+def test_cosine_objective(digits):
+    data, model = digits
+    search = lpq.LPQ(model, data.calib_x[:32], budget=6, objective="cosine")
+    six = tuple((6, 0, 2, search.center_sf(name, 6, 0, 2)) for name in search.layers)
+    four = tuple((4, 0, 2, search.center_sf(name, 4, 0, 2)) for name in search.layers)
+    (fit6, glob6, _), (fit4, glob4, _) = search.evaluate(six), search.evaluate(four)
+    assert 0 <= glob6 < glob4 < 1 and fit6 < fit4
+    with pytest.raises(GoldenError, match="objective must be 'kl' or 'cosine', not 'mse'"):
+        lpq.LPQ(model, data.calib_x[:8], objective="mse")
