@@ -7,7 +7,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed-stamp
 JOBS    ?= 2
 
-.PHONY: demo test test-wide bench iverilog clean
+.PHONY: demo test test-wide bench bench-lp iverilog clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,9 @@ test-wide: $(STAMP) iverilog
 
 bench: $(STAMP)
 	$(BIN)/tessera bench nm-core
+
+bench-lp: $(STAMP)
+	$(BIN)/tessera bench lp
 
 clean:
 	rm -rf sim_build synth_out demo_out bench_out .pytest_cache .hypothesis

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 
 from hw import BlockConfig
 from hw.gear_unit import GearUnit, GearUnitConfig
+from hw.lp_pe import LPPE, LPPEConfig
+from hw.mac_pe import FP8PE, FP8PEConfig, Int8PE, Int8PEConfig
 from hw.nm_core import NMCore, NMCoreConfig
 from hw.topn import TopN, TopNConfig
 
@@ -53,3 +55,9 @@ register(Block("topn", "activation top-N unit: dense int8 M-groups -> TASD N:M t
                TopNConfig, TopN, "topn", "verif.topn_tb"))
 register(Block("gear-unit", "GEAR KV reconstruction unit (2/4-bit codes + outliers + low rank -> int8 rows)",
                GearUnitConfig, GearUnit, "gear_unit", "verif.gear_unit_tb"))
+register(Block("lp-pe", "logarithmic-posit (LP x LP) dot-product PE",
+               LPPEConfig, LPPE, "lp_pe", "verif.lp_pe_tb"))
+register(Block("int8-pe", "INT8 MAC dot-product PE (the LP PE's baseline)",
+               Int8PEConfig, Int8PE, "int8_pe", "verif.mac_pe_tb"))
+register(Block("fp8-pe", "FP8 (E4M3) MAC dot-product PE (the LP PE's baseline)",
+               FP8PEConfig, FP8PE, "fp8_pe", "verif.mac_pe_tb"))

@@ -144,7 +144,7 @@ def demo_command(out):
 
 #: Benchmark name -> module with run_bench(out, jobs) (imported when run).
 BENCHES = {"nm-core": ".bench_nm", "tasd": ".bench_tasd", "train-nm": ".bench_train",
-           "gear": ".bench_gear"}
+           "gear": ".bench_gear", "lp": ".bench_lp"}
 
 
 @cli.command("bench")
@@ -189,6 +189,22 @@ def tasder_command(model, core, rows, menu, max_drop, max_error, calib, seed, ou
     write_json(summary, Path(out))
     click.echo(layer_table(summary))
     click.echo(f"wrote {out}")
+
+
+@cli.command("lpq")
+@click.option("--budget", type=float, default=6.0, show_default=True, help="maximum mean bits per weight")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--population", type=int, default=20, show_default=True)
+@click.option("--generations", type=int, default=15, show_default=True)
+@click.option("-o", "--out", default="lpq.json", show_default=True, type=click.Path(dir_okay=False),
+              help="where to write the chosen formats (JSON)")
+@click.option("--progress/--no-progress", default=True, show_default=True)
+def lpq_command(budget, seed, population, generations, out, progress):
+    """Search per-layer LP formats (LPQ) for the digits CNN; print them and write JSON."""
+    from .bench_lp import run_lpq
+
+    run_lpq(budget=budget, seed=seed, population=population, generations=generations,
+            out=Path(out), progress=progress)
 
 
 def main(argv=None) -> int:
