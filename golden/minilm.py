@@ -20,7 +20,8 @@ import torch
 
 from . import GoldenError
 
-__all__ = ["available", "kv_cache", "TEXTS", "SENTENCES", "SentenceEmbedder", "pack_sentences"]
+__all__ = ["available", "kv_cache", "TEXTS", "SENTENCES", "SentenceEmbedder", "pack_sentences",
+           "template_sentences"]
 
 #: Input sentences (written for this project). Each is long enough for 128 tokens.
 TEXTS = (
@@ -190,3 +191,25 @@ def pack_sentences(sentences, max_tokens: int = 128):
     enc = tokenizer(list(sentences), truncation=True, max_length=max_tokens, padding=True,
                     return_tensors="pt")
     return torch.stack([enc["input_ids"], enc["attention_mask"]], dim=1)
+
+
+_SUBJECTS = ("the cat", "a young engineer", "my neighbour", "the committee", "a small robot",
+             "the old fisherman", "our teacher", "the orchestra", "a tired runner", "the city council")
+_VERBS = ("repaired", "painted", "described", "ignored", "celebrated", "measured", "sold", "forgot")
+_OBJECTS = ("the broken bicycle", "a quiet harbour at dawn", "the new accelerator design",
+            "an unusual chess opening", "the winter garden", "a long train journey",
+            "the results of the election", "a recipe for bread", "the noisy printer", "an old map")
+
+
+def template_sentences(count: int, seed: int) -> list[str]:
+    """``count`` distinct subject-verb-object sentences (800 possible), chosen with ``seed``."""
+    rng = np.random.default_rng(seed)
+    total = len(_SUBJECTS) * len(_VERBS) * len(_OBJECTS)
+    if not 1 <= count <= total:
+        raise GoldenError(f"count must be in 1..{total}, not {count!r}")
+    out = []
+    for pick in rng.choice(total, size=count, replace=False):
+        s, rest = divmod(int(pick), len(_VERBS) * len(_OBJECTS))
+        v, o = divmod(rest, len(_OBJECTS))
+        out.append(f"{_SUBJECTS[s]} {_VERBS[v]} {_OBJECTS[o]}.".capitalize())
+    return out

@@ -1,7 +1,7 @@
 """``tessera lpq`` and ``tessera bench lp``: the LPQ search on the digits CNN, and the
 LP benchmark (accuracy under FP32 / LPQ / INT8 / INT4 / FP8, and the PEs' area and speed).
 
-Accuracy: top-1 on the 600 held-out digits (``tessera/digits.py``); weights *and*
+Accuracy: top-1 on the 360 held-out digits (``golden/digits.py``); weights *and*
 layer inputs are quantized (LPQ: LP in the layer's format; INT8: W8A8; INT4: W4A8;
 FP8: E4M3 W8A8; see ``golden/lpq.py``). Mean bits are per weight. The LPQ formats are
 also run through the LP PE's bit-exact arithmetic (``golden.lpq.pe_accuracy``: 8-bit
@@ -68,26 +68,26 @@ def run_lpq(budget: float = 6.0, seed: int = 0, population: int = 20, generation
     import torch
 
     from golden import lpq
-    from tessera.digits import load_data, trained_model
+    from golden.digits import load_data, pretrained
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)          # tiny tensors: one thread is faster and reproducible
     try:
         data = load_data()
-        model = trained_model(data)
-        search = lpq.LPQ(model, data.calib_x, budget=budget)
+        model = pretrained()
+        search = lpq.LPQ(model, data.calibration(256, 0)[0], budget=budget)
         result = _progress_search(lambda progress: search.search(
             seed=seed, population=population, generations=generations, progress=progress),
             generations, progress)
-        fp32 = lpq.accuracy(model, data.test_x, data.test_y)
-        top1 = lpq.accuracy(model, data.test_x, data.test_y, lpq.lp_plan(result.genes))
+        fp32 = lpq.accuracy(model, data.x_test, data.y_test)
+        top1 = lpq.accuracy(model, data.x_test, data.y_test, lpq.lp_plan(result.genes))
     finally:
         torch.set_num_threads(threads)
     click.echo(layer_table(result, model))
     click.echo(f"mean bits per weight {result.mean_bits:.3f} (budget {budget:g}); fitness "
                f"{result.fitness:.5f} (global {result.global_loss:.5f}, local {result.local_loss:.5f}); "
                f"{result.evaluations} genomes evaluated")
-    click.echo(f"top-1 on {len(data.test_y)} test digits: LPQ {100 * top1:.2f}%, FP32 {100 * fp32:.2f}%")
+    click.echo(f"top-1 on {len(data.y_test)} test digits: LPQ {100 * top1:.2f}%, FP32 {100 * fp32:.2f}%")
     if out is not None:
         out = Path(out)
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -107,20 +107,20 @@ def accuracy_rows(result, model, data) -> list[dict]:
     plans = [
         ("FP32", lpq.fp32_plan(model), 32.0, "32"),
         ("LPQ (LP per layer)", lpq.lp_plan(result.genes), result.mean_bits, "LP, layer's n"),
-        ("INT8 per-channel", lpq.int_plan(model, data.calib_x, 8), 8.0, "INT8"),
-        ("INT4 per-channel", lpq.int_plan(model, data.calib_x, 4), 4.0, "INT8"),
-        ("FP8 E4M3", lpq.fp8_plan(model, data.calib_x), 8.0, "FP8"),
+        ("INT8 per-channel", lpq.int_plan(model, data.calibration(256, 0)[0], 8), 8.0, "INT8"),
+        ("INT4 per-channel", lpq.int_plan(model, data.calibration(256, 0)[0], 4), 4.0, "INT8"),
+        ("FP8 E4M3", lpq.fp8_plan(model, data.calibration(256, 0)[0]), 8.0, "FP8"),
     ]
     rows = []
     for name, plan, bits, act in plans:
-        rows.append({"format": name, "top1": lpq.accuracy(model, data.test_x, data.test_y, plan),
+        rows.append({"format": name, "top1": lpq.accuracy(model, data.x_test, data.y_test, plan),
                      "mean_weight_bits": bits, "inputs": act})
     # The same LPQ formats through the LP PE's bit-exact arithmetic (table, shift, wrap).
     for k, pw in enumerate((32, 20)):
         pe = dict(table_bits=8, acc_width=32, acc_frac=16, prod_width=pw)
         rows.insert(2 + k, {"format": f"LPQ on the LP PE arithmetic, {pw}-bit products",
                             "inputs": "LP, layer's n", "mean_weight_bits": result.mean_bits,
-                            "top1": lpq.pe_accuracy(model, data.test_x, data.test_y, result.genes, **pe)})
+                            "top1": lpq.pe_accuracy(model, data.x_test, data.y_test, result.genes, **pe)})
     return rows
 
 
@@ -163,19 +163,30 @@ def _markdown(acc, hw) -> str:
     return "\n".join(lines)
 
 
+def _mean_cosine(model, x, plan) -> float:
+    """Mean cosine similarity of the embeddings under ``plan`` with the FP32 ones."""
+    import torch
+
+    from golden.lpq import run_model
+
+    with torch.no_grad():
+        ref, _ = run_model(model, x, None)
+        got, _ = run_model(model, x, plan)
+    return float(torch.nn.functional.cosine_similarity(ref, got, dim=1).mean())
+
+
 def minilm_rows(seed: int = 0) -> list[dict]:
     """Mean cosine of MiniLM sentence embeddings (quantized vs FP32) on 64 held-out
     template sentences; LPQ with the cosine objective on 32 others, a small search
     (population 8, 4 generations: each evaluation runs the 36-layer model, ~3 s)."""
     import torch
 
-    from golden import lpq
-    from tessera import minilm
+    from golden import lpq, minilm
 
     torch.set_num_threads(1)
-    model, tokenizer = minilm.load()
-    calib = minilm.tokenize(tokenizer, minilm.sentences(32, seed + 1))
-    test = minilm.tokenize(tokenizer, minilm.sentences(64, seed + 2))
+    model = minilm.SentenceEmbedder()
+    calib = minilm.pack_sentences(minilm.template_sentences(32, seed + 1))
+    test = minilm.pack_sentences(minilm.template_sentences(64, seed + 2))
     search = lpq.LPQ(model, calib, budget=6.0, objective="cosine")
     result = _progress_search(lambda progress: search.search(
         seed=seed, population=8, generations=4, progress=progress), 4, True)
@@ -183,7 +194,7 @@ def minilm_rows(seed: int = 0) -> list[dict]:
              ("INT8 per-channel", lpq.int_plan(model, calib, 8), 8.0, "INT8"),
              ("INT4 per-channel", lpq.int_plan(model, calib, 4), 4.0, "INT8"),
              ("FP8 E4M3", lpq.fp8_plan(model, calib), 8.0, "FP8")]
-    return [{"format": name, "cosine": minilm.mean_cosine(model, test, plan), "mean_weight_bits": bits,
+    return [{"format": name, "cosine": _mean_cosine(model, test, plan), "mean_weight_bits": bits,
              "inputs": act} for name, plan, bits, act in plans]
 
 
@@ -197,9 +208,9 @@ def run_bench(out: Path, jobs: int = 2, *, hardware: bool = True, seed: int = 0)
     if hardware:
         click.secho(f"== synthesizing {len(HARDWARE)} PEs (yosys + nextpnr, {jobs} at a time)", bold=True)
         hw = hardware_rows(out, jobs)
-    from tessera import minilm
+    from golden import minilm
 
-    mini, why = [], minilm.missing()
+    mini, why = [], minilm.available()
     if why is None:
         click.secho("== MiniLM (optional extra): LPQ with the cosine objective", bold=True)
         mini = minilm_rows(seed)

@@ -11,7 +11,7 @@ import torch
 from golden import GoldenError, lpq
 from golden.lp import LPFormat
 from tessera.cli import main
-from tessera.digits import load_data, trained_model
+from golden.digits import load_data, pretrained
 
 
 @pytest.fixture(scope="module")
@@ -19,19 +19,19 @@ def digits():
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     data = load_data()
-    yield data, trained_model(data)
+    yield data, pretrained()
     torch.set_num_threads(threads)
 
 
 def test_fp32_model_is_trained(digits):
     data, model = digits
-    assert lpq.accuracy(model, data.test_x, data.test_y) > 0.95
+    assert lpq.accuracy(model, data.x_test, data.y_test) > 0.95
 
 
 def test_search_is_reproducible_and_keeps_the_budget(digits):
     data, model = digits
     calls = []
-    runs = [lpq.LPQ(model, data.calib_x[:64], budget=5.5).search(
+    runs = [lpq.LPQ(model, data.calibration(256, 0)[0][:64], budget=5.5).search(
         seed=3, population=6, generations=3, progress=lambda *a: calls.append(a)) for _ in range(2)]
     a, b = runs
     assert a.genes == b.genes and a.history == b.history and a.fitness == b.fitness
@@ -49,13 +49,13 @@ def test_search_is_reproducible_and_keeps_the_budget(digits):
 
 def test_fitness_prefers_wider_formats_and_rejects_over_budget(digits):
     data, model = digits
-    search = lpq.LPQ(model, data.calib_x[:64], budget=6)
+    search = lpq.LPQ(model, data.calibration(256, 0)[0][:64], budget=6)
     uniform = lambda n: tuple((n, 0, 2, search.center_sf(name, n, 0, 2)) for name in search.layers)  # noqa: E731
     assert search.evaluate(uniform(6))[0] < search.evaluate(uniform(4))[0]
     fit, glob, local = search.evaluate(uniform(7))
     assert fit > 1e3 and glob == np.inf
     with pytest.raises(GoldenError, match="budget must be at least the smallest n \\(4\\), not 3"):
-        lpq.LPQ(model, data.calib_x[:8], budget=3)
+        lpq.LPQ(model, data.calibration(256, 0)[0][:8], budget=3)
     with pytest.raises(GoldenError, match="not an LPQ result file"):
         lpq.LPQResult.genes_from_json('{"layers": [{"name": "x"}]}')
 
@@ -74,9 +74,9 @@ def test_baseline_quantizers():
 
 def test_baselines_are_close_to_fp32(digits):
     data, model = digits
-    fp32 = lpq.accuracy(model, data.test_x, data.test_y)
-    for plan in (lpq.int_plan(model, data.calib_x, 8), lpq.fp8_plan(model, data.calib_x)):
-        assert abs(lpq.accuracy(model, data.test_x, data.test_y, plan) - fp32) < 0.02
+    fp32 = lpq.accuracy(model, data.x_test, data.y_test)
+    for plan in (lpq.int_plan(model, data.calibration(256, 0)[0], 8), lpq.fp8_plan(model, data.calibration(256, 0)[0])):
+        assert abs(lpq.accuracy(model, data.x_test, data.y_test, plan) - fp32) < 0.02
 
 
 def test_cli_lpq_writes_json_and_prints_the_table(tmp_path, capsys):
@@ -93,9 +93,9 @@ def test_cli_lpq_writes_json_and_prints_the_table(tmp_path, capsys):
 
 def test_pe_arithmetic_agrees_with_the_float_simulation(digits):
     data, model = digits
-    genes = lpq.LPQ(model, data.calib_x[:64], budget=6).genes(
+    genes = lpq.LPQ(model, data.calibration(256, 0)[0][:64], budget=6).genes(
         tuple((6, 0, 2, s) for s in (2, 2, 4, 3)))
-    x, y = data.test_x[:200], data.test_y[:200]
+    x, y = data.x_test[:200], data.y_test[:200]
     sim = lpq.accuracy(model, x, y, lpq.lp_plan(genes))
     pe = lpq.pe_accuracy(model, x, y, genes, table_bits=8, acc_width=32, acc_frac=16)
     assert abs(sim - pe) <= 0.01 and pe > 0.9
@@ -106,10 +106,10 @@ def test_pe_arithmetic_agrees_with_the_float_simulation(digits):
 
 def test_cosine_objective(digits):
     data, model = digits
-    search = lpq.LPQ(model, data.calib_x[:32], budget=6, objective="cosine")
+    search = lpq.LPQ(model, data.calibration(256, 0)[0][:32], budget=6, objective="cosine")
     six = tuple((6, 0, 2, search.center_sf(name, 6, 0, 2)) for name in search.layers)
     four = tuple((4, 0, 2, search.center_sf(name, 4, 0, 2)) for name in search.layers)
     (fit6, glob6, _), (fit4, glob4, _) = search.evaluate(six), search.evaluate(four)
     assert 0 <= glob6 < glob4 < 1 and fit6 < fit4
     with pytest.raises(GoldenError, match="objective must be 'kl' or 'cosine', not 'mse'"):
-        lpq.LPQ(model, data.calib_x[:8], objective="mse")
+        lpq.LPQ(model, data.calibration(256, 0)[0][:8], objective="mse")
