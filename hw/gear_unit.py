@@ -74,6 +74,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
+from .arith import tree_sum
 from .config import BlockConfig, ConfigError, param
 
 __all__ = ["GearUnitConfig", "GearUnit", "row_layout", "outlier_layout", "factor_layout",
@@ -222,27 +223,6 @@ def out_layout(config: GearUnitConfig) -> data.ArrayLayout:
     return data.ArrayLayout(signed(config.out_width), config.head_dim)
 
 
-def _tree_sum(m, values, name, root_shape):
-    """Balanced tree of two-input adders over ``values``, each node a ``keep`` signal
-    (see :func:`hw.nm_core._tree_sum` for why); the root has ``root_shape``, which the
-    caller makes wide enough for the exact sum."""
-    values = list(values)
-    level = 0
-    while len(values) > 1:
-        pairs = []
-        for k in range(0, len(values), 2):
-            if k + 1 == len(values):
-                pairs.append(values[k])
-                continue
-            total = values[k] + values[k + 1]
-            shape = root_shape if len(values) == 2 else total.shape()
-            node = Signal(shape, name=f"{name}_l{level}_{k // 2}", attrs={"keep": 1})
-            m.d.comb += node.eq(total)
-            pairs.append(node)
-        values, level = pairs, level + 1
-    return values[0]
-
-
 class GearUnit(wiring.Component):
     """GEAR KV reconstruction unit (see the module docstring for formats and timing).
 
@@ -376,7 +356,7 @@ class GearUnit(wiring.Component):
             if lr_terms:
                 # Sum the products first (narrow), then align them with S and Z.
                 lr_width = 2 * cfg.factor_width + ceil_log2(cfg.rank)
-                lr_sum = _tree_sum(m, lr_terms, f"lr_tree_{d}", signed(lr_width)) \
+                lr_sum = tree_sum(m, lr_terms, f"lr_tree_{d}", root_shape=signed(lr_width)) \
                     if len(lr_terms) > 1 else lr_terms[0]
                 terms.append(lr_sum << cfg.factor_shift if cfg.factor_shift else lr_sum)
             normal = [prod_q.eq(prod), *(q.eq(p) for p, q in lr_q), zero_q.eq(zero_reg[g])]
@@ -397,7 +377,7 @@ class GearUnit(wiring.Component):
         for d, terms in enumerate(lanes):
             acc = Signal(signed(cfg.acc_width), name=f"acc_{d}", reset_less=True)
             with m.If(advance):
-                m.d.sync += acc.eq(_tree_sum(m, terms, f"tree_{d}", signed(cfg.acc_width)))
+                m.d.sync += acc.eq(tree_sum(m, terms, f"tree_{d}", root_shape=signed(cfg.acc_width)))
             rounded = Signal(signed(cfg.acc_width - frac + 1), name=f"rounded_{d}")
             m.d.comb += rounded.eq((acc >> frac) + acc[frac - 1])
             with m.If(advance):

@@ -29,10 +29,10 @@ overwritten or dropped.
 Area notes (iCE40): the accumulator restart (with the domain reset folded in) and the
 disabled-slot masking are written as "register <- 0", so Yosys maps them onto the
 flip-flops' synchronous resets (SB_DFFESR) instead of LUTs; the output register costs
-flip-flops, not LUTs. The adder tree keeps its partial sums (see ``_tree_sum``). Per
-2:4 row, Yosys/ABC spend 2 x 176 LUT4 on the multipliers, 2 x 24 on the 4:1 activation
-muxes (3 LUT4 per bit; a 2-LUT4-per-bit decomposition exists but ABC does not find
-it), 17 on the adder and 32 on the accumulator.
+flip-flops, not LUTs. The adder tree keeps its partial sums (:func:`hw.arith.tree_sum`).
+Per 2:4 row, Yosys/ABC spend 2 x 176 LUT4 on the multipliers, 2 x 24 on the 4:1
+activation muxes (3 LUT4 per bit; a 2-LUT4-per-bit decomposition exists but ABC does
+not find it), 17 on the adder and 32 on the accumulator.
 
 The bit formats of the stream payloads are :func:`beat_layout` and :func:`out_layout`;
 the compiler and the testbench pack words with them (``layout.const(...).as_bits()``).
@@ -45,6 +45,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2, exact_log2
 
+from .arith import tree_sum
 from .config import BlockConfig, ConfigError, param
 
 __all__ = ["NMCoreConfig", "NMCore", "beat_layout", "weight_group_layout", "out_layout"]
@@ -151,29 +152,6 @@ def out_layout(config: NMCoreConfig) -> data.ArrayLayout:
     return data.ArrayLayout(signed(config.acc_width), config.rows)
 
 
-def _tree_sum(m, values, name):
-    """Balanced tree of two-input adders (log2 depth) over ``values``.
-
-    Each partial sum is a ``keep`` signal: otherwise Yosys merges the whole tree into
-    one multi-operand adder and maps it to carry-save full adders, which on iCE40 cost
-    ~1.5x the LUT4s of a tree of carry-chain adders (81 vs 52 for four 16-bit inputs).
-    """
-    values = list(values)
-    level = 0
-    while len(values) > 1:
-        pairs = []
-        for k in range(0, len(values), 2):
-            if k + 1 == len(values):
-                pairs.append(values[k])
-                continue
-            total = values[k] + values[k + 1]
-            node = Signal(total.shape(), name=f"{name}_l{level}_{k // 2}", attrs={"keep": 1})
-            m.d.comb += node.eq(total)
-            pairs.append(node)
-        values, level = pairs, level + 1
-    return values[0]
-
-
 class NMCore(wiring.Component):
     """N:M structured-sparse tensor core (see the module docstring for the datapath).
 
@@ -270,7 +248,7 @@ class NMCore(wiring.Component):
         sums = []
         for r in range(cfg.rows):
             s = Signal(signed(2 * cfg.width + ceil_log2(cfg.n)), name=f"sum_r{r}")
-            m.d.comb += s.eq(_tree_sum(m, products[r * cfg.n:(r + 1) * cfg.n], f"tree_r{r}"))
+            m.d.comb += s.eq(tree_sum(m, products[r * cfg.n:(r + 1) * cfg.n], f"tree_r{r}"))
             sums.append(s)
         valid, values = stage("sum", cfg.pipeline >= 3, valid, [last, *sums])
         last, sums = values[0], values[1:]

@@ -19,6 +19,8 @@ from amaranth import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from .arith import tree_sum
+
 __all__ = ["pe_beat_layout", "pe_out_layout", "DotProductPE", "shift_floor"]
 
 
@@ -53,26 +55,6 @@ def shift_floor(m: Module, value, amount, out_width: int, name: str):
     out = Signal(out_width, name=name)
     m.d.comb += out.eq(Mux(inside, wide[vw:vw + out_width], 0))
     return out
-
-
-def _tree_sum(m, values, name, width):
-    """Balanced tree of two-input adders over ``values`` (kept apart, see hw.nm_core),
-    each node at most ``width`` bits (the sums wrap like the accumulator)."""
-    values = list(values)
-    level = 0
-    while len(values) > 1:
-        pairs = []
-        for k in range(0, len(values), 2):
-            if k + 1 == len(values):
-                pairs.append(values[k])
-                continue
-            total = values[k] + values[k + 1]
-            node = Signal(signed(min(total.shape().width, width)), name=f"{name}_l{level}_{k // 2}",
-                          attrs={"keep": 1})
-            m.d.comb += node.eq(total)
-            pairs.append(node)
-        values, level = pairs, level + 1
-    return values[0]
 
 
 class DotProductPE(wiring.Component):
@@ -130,7 +112,7 @@ class DotProductPE(wiring.Component):
             valid, last = valid_q, reg(f"p{s}_last", last)
         products, nar = self._products(m, reg)
 
-        tree = _tree_sum(m, products, "tree", cfg.acc_width)
+        tree = tree_sum(m, products, "tree", max_width=cfg.acc_width)
         total = Signal(signed(min(len(tree), cfg.acc_width)), name="lane_sum")
         m.d.comb += total.eq(tree)
         sum_valid = Signal(name="sum_valid")

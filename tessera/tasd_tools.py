@@ -14,7 +14,7 @@ from .models import ModelBundle
 __all__ = ["STANDARD_MENU", "default_menu", "parse_core", "run_tasder", "layer_table", "effective_density"]
 
 #: Series worth supporting (REFERENCE.md); a core runs the ones whose terms fit it.
-STANDARD_MENU = ["1:2", "1:4", "2:4", "2:4+1:4", "1:8", "2:8", "4:8", "2:8+2:8", "2:4+2:8"]
+STANDARD_MENU = ["1:2", "1:4", "2:4", "2:4+1:4", "1:8", "2:8", "4:8", "2:8+2:8", "2:4+2:8", "4:8+2:8"]
 
 
 def parse_core(text: str, rows: int) -> NMCoreConfig:
@@ -26,17 +26,34 @@ def parse_core(text: str, rows: int) -> NMCoreConfig:
     return NMCoreConfig(n=n, m=m, rows=rows)
 
 
+def _density(series: str) -> float:
+    return sum(n / m for n, m in tasd.parse_series(series))
+
+
+def _rank(series: str) -> tuple[float, int, int]:
+    ms = [m for _, m in tasd.parse_series(series)]
+    return _density(series), min(ms), max(ms)
+
+
 def default_menu(core) -> list[str]:
-    """The standard series that run on ``core`` with fewer passes than dense."""
-    menu = []
+    """For every pass count below dense, the standard series that keeps the most: the
+    largest density (sum of n/m), ties to the larger groups (fewer constraints). At equal
+    cost a series that keeps the top-k of a group is never worse for the tensor than
+    one that keeps fewer or more constrained elements, so the others are left out.
+    ``--menu`` gives the search any list instead."""
+    best: dict[int, str] = {}
     for series in STANDARD_MENU:
         terms = tasd.parse_series(series)
-        if (all(tasd.term_fits_core(n, m, core) for n, m in terms)
-                and tasd.series_passes(series, core) < tasd.dense_passes(core)):
-            menu.append(series)
-    if not menu:
+        if not all(tasd.term_fits_core(n, m, core) for n, m in terms):
+            continue
+        passes = tasd.series_passes(series, core)
+        if passes >= tasd.dense_passes(core):
+            continue
+        if passes not in best or _rank(series) > _rank(best[passes]):
+            best[passes] = series
+    if not best:
         raise GoldenError(f"no standard series runs faster than dense on a {core.n}:{core.m} core")
-    return menu
+    return [best[p] for p in sorted(best)]
 
 
 def effective_density(result: tasder.TasderResult) -> float:

@@ -17,17 +17,13 @@ import os
 
 import cocotb
 import numpy as np
-from cocotb.clock import Clock
-from cocotb.triggers import ClockCycles, RisingEdge
 
 from compiler.gear_stream import GearProgram, fixed_format, lower, unpack_output
 from golden import gear
 from hw.gear_unit import GearUnitConfig
 
-from .runner import bench_config
+from .bench import ClockedBench
 from .streams import StreamSink, StreamSource
-
-PERIOD_NS = 10
 #: Environment variable naming an .npz of extra tiles for the ``file_tiles`` test.
 TILES_ENV = "GEAR_TILES"
 _FIELDS = ("codes", "scale", "zero", "a", "b", "outlier_pos", "outlier_val")
@@ -55,26 +51,16 @@ def load_tiles(path, fmt) -> list[tuple[str, int, gear.GearFixed]]:
     return tiles
 
 
-class GearUnitTB:
-    """Clock, reset and stream drivers around the DUT, plus a run-and-check helper."""
+class GearUnitTB(ClockedBench):
+    """Stream drivers around the DUT, plus a run-and-check helper."""
 
     def __init__(self, dut, *, idle=0.0, backpressure=0.0):
-        self.dut = dut
-        self.config = bench_config(GearUnitConfig)
+        super().__init__(dut, GearUnitConfig)
         self.fmt = fixed_format(self.config)
-        seed = cocotb.RANDOM_SEED
-        self.rng = np.random.default_rng(seed)
-        cocotb.start_soon(Clock(dut.clk, PERIOD_NS, unit="ns").start())
-        self.rows = StreamSource(dut, "i", dut.clk, np.random.default_rng(seed + 1), idle)
-        self.factors = (StreamSource(dut, "factors", dut.clk, np.random.default_rng(seed + 2), idle)
+        self.rows = StreamSource(dut, "i", dut.clk, self.driver_rng(1), idle)
+        self.factors = (StreamSource(dut, "factors", dut.clk, self.driver_rng(2), idle)
                         if self.config.rank else None)
-        self.sink = StreamSink(dut, "o", dut.clk, np.random.default_rng(seed + 3), backpressure)
-
-    async def reset(self):
-        self.dut.rst.value = 1
-        await ClockCycles(self.dut.clk, 2)
-        self.dut.rst.value = 0
-        await RisingEdge(self.dut.clk)
+        self.sink = StreamSink(dut, "o", dut.clk, self.driver_rng(3), backpressure)
 
     async def run(self, program: GearProgram, timeout_cycles: int | None = None) -> np.ndarray:
         """Stream ``program`` through the DUT and return the assembled output."""
@@ -83,17 +69,9 @@ class GearUnitTB:
         if self.factors is not None:
             self.factors.send(program.packed_factors())
         self.rows.send(program.packed_rows())
-        want = start + program.outputs
-        limit = timeout_cycles or 20 * (len(program.rows) + 50)
-        for _ in range(limit):
-            if len(self.sink.received) >= want:
-                break
-            await RisingEdge(self.dut.clk)
-        else:
-            raise AssertionError(f"timeout: {len(self.sink.received) - start} of "
-                                 f"{program.outputs} rows after {limit} cycles")
-        transfers = [unpack_output(self.config, bits) for bits in self.sink.received[start:want]]
-        return program.assemble(transfers)
+        words = await self.collect(self.sink, start, program.outputs,
+                                   timeout_cycles or 20 * (len(program.rows) + 50), "rows")
+        return program.assemble([unpack_output(self.config, bits) for bits in words])
 
     async def check(self, fixed: gear.GearFixed, bits: int, label: str) -> np.ndarray:
         program = lower(self.config, fixed, bits, filler=self.rng)

@@ -8,36 +8,22 @@ with the golden model. Run it through :func:`verif.runner.run_bench` (or
 
 import cocotb
 import numpy as np
-from cocotb.clock import Clock
-from cocotb.triggers import ClockCycles, RisingEdge
 
 from compiler.nm_stream import NMProgram, lower_matmul, lower_series, unpack_output
 from golden import nm, tasd
 from hw.nm_core import NMCoreConfig
 
-from .runner import bench_config
+from .bench import ClockedBench
 from .streams import StreamSink, StreamSource
 
-PERIOD_NS = 10
 
-
-class NMCoreTB:
-    """Clock, reset and stream drivers around the DUT, plus a run-and-check helper."""
+class NMCoreTB(ClockedBench):
+    """Stream drivers around the DUT, plus a run-and-check helper."""
 
     def __init__(self, dut, *, idle=0.0, backpressure=0.0):
-        self.dut = dut
-        self.config = bench_config(NMCoreConfig)
-        seed = cocotb.RANDOM_SEED
-        self.rng = np.random.default_rng(seed)
-        cocotb.start_soon(Clock(dut.clk, PERIOD_NS, unit="ns").start())
-        self.source = StreamSource(dut, "i", dut.clk, np.random.default_rng(seed + 1), idle)
-        self.sink = StreamSink(dut, "o", dut.clk, np.random.default_rng(seed + 2), backpressure)
-
-    async def reset(self):
-        self.dut.rst.value = 1
-        await ClockCycles(self.dut.clk, 2)
-        self.dut.rst.value = 0
-        await RisingEdge(self.dut.clk)
+        super().__init__(dut, NMCoreConfig)
+        self.source = StreamSource(dut, "i", dut.clk, self.driver_rng(1), idle)
+        self.sink = StreamSink(dut, "o", dut.clk, self.driver_rng(2), backpressure)
 
     def set_n_active(self, n: int):
         if self.config.sparse:
@@ -48,17 +34,9 @@ class NMCoreTB:
         self.set_n_active(program.n_active)
         start = len(self.sink.received)
         self.source.send(program.packed_beats())
-        want = start + len(program.outputs)
-        limit = timeout_cycles or 20 * (len(program.beats) + 50)
-        for _ in range(limit):
-            if len(self.sink.received) >= want:
-                break
-            await RisingEdge(self.dut.clk)
-        else:
-            raise AssertionError(f"timeout: {len(self.sink.received) - start} of "
-                                 f"{len(program.outputs)} outputs after {limit} cycles")
-        transfers = [unpack_output(self.config, bits) for bits in self.sink.received[start:want]]
-        return program.assemble(transfers)
+        words = await self.collect(self.sink, start, len(program.outputs),
+                                   timeout_cycles or 20 * (len(program.beats) + 50), "outputs")
+        return program.assemble([unpack_output(self.config, bits) for bits in words])
 
     def random_weights(self, out_rows, k, n, extreme=False):
         """Random int8 weights pruned to n:m and compressed (values, indices)."""

@@ -11,60 +11,14 @@ to ``acc_width`` bits) and NaR flags; a dot product's expected output is the wra
 sum of its beats' products and the OR of their flags.
 """
 
-from collections import deque
-
-import cocotb
 import numpy as np
-from cocotb.clock import Clock
-from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge
 
 from hw.pe import pe_beat_layout, pe_out_layout
 
-from .streams import StreamSink
+from .bench import ClockedBench
+from .streams import StreamSink, StreamSource
 
-__all__ = ["PEBench", "BeatSource"]
-
-PERIOD_NS = 10
-
-
-class BeatSource:
-    """Drive ``i__valid``/``i__payload`` and, with every beat, ``sf`` (when given).
-
-    Same discipline as :class:`verif.streams.StreamSource` (write after the edge, sample
-    the handshake in the read-only phase); ``idle`` is the chance of withholding a beat.
-    """
-
-    def __init__(self, dut, clk, rng, idle=0.0, sf=None):
-        self.valid, self.ready, self.payload = dut.i__valid, dut.i__ready, dut.i__payload
-        self.sf = sf
-        self.clk, self.rng, self.idle = clk, rng, idle
-        self.queue = deque()
-        self.edge = 0
-        self.transfer_edges = []
-        self.valid.value = 0
-        cocotb.start_soon(self._run())
-
-    def send(self, items):
-        """Queue ``(payload_bits, sf)`` pairs."""
-        self.queue.extend(items)
-
-    async def _run(self):
-        fired = False
-        while True:
-            await RisingEdge(self.clk)
-            self.edge += 1
-            if fired:
-                self.queue.popleft()
-                self.transfer_edges.append(self.edge)
-            offer = bool(self.queue) and self.rng.random() >= self.idle
-            self.valid.value = int(offer)
-            if offer:
-                bits, sf = self.queue[0]
-                self.payload.value = bits
-                if self.sf is not None:
-                    self.sf.value = sf
-            await ReadOnly()
-            fired = offer and bool(self.ready.value)
+__all__ = ["PEBench"]
 
 
 def _wrap(x, bits):
@@ -74,30 +28,22 @@ def _wrap(x, bits):
     return np.where(u >> np.uint64(bits - 1) == 1, u | ~low, u).astype(np.int64)
 
 
-class PEBench:
-    """Clock, reset, drivers and the run-and-compare helper for one PE."""
+class PEBench(ClockedBench):
+    """Drivers and the run-and-compare helper for one PE."""
 
     def __init__(self, dut, config, golden, *, idle=0.0, backpressure=0.0, has_sf=False):
-        self.dut, self.config, self.golden = dut, config, golden
-        seed = cocotb.RANDOM_SEED
-        self.rng = np.random.default_rng(seed)
+        super().__init__(dut, config)
+        self.golden = golden
         self.beat_layout = pe_beat_layout(config.lanes, config.width)
         self.out_layout = pe_out_layout(config.acc_width)
-        cocotb.start_soon(Clock(dut.clk, PERIOD_NS, unit="ns").start())
-        self.source = BeatSource(dut, dut.clk, np.random.default_rng(seed + 1), idle,
-                                 dut.sf if has_sf else None)
-        self.sink = StreamSink(dut, "o", dut.clk, np.random.default_rng(seed + 2), backpressure)
+        self.source = StreamSource(dut, "i", dut.clk, self.driver_rng(1), idle,
+                                   sideband=dut.sf if has_sf else None)
+        self.sink = StreamSink(dut, "o", dut.clk, self.driver_rng(2), backpressure)
         if has_sf:
             dut.sf.value = 0
 
-    async def reset(self):
-        self.dut.rst.value = 1
-        await ClockCycles(self.dut.clk, 2)
-        self.dut.rst.value = 0
-        await RisingEdge(self.dut.clk)
-
     def set_stalls(self, idle, backpressure):
-        self.source.idle = idle
+        self.source.probability = idle
         self.sink.probability = backpressure
 
     def pack(self, w, a, last) -> list[int]:
@@ -140,19 +86,13 @@ class PEBench:
         last = np.ones(beats, bool) if last is None else np.asarray(last, bool)
         assert last[-1], "the last beat must end a dot product"
         want_acc, want_nar = self.expected(w, a, sf, last)
-        items = list(zip(self.pack(w, a, last), (int(v) for v in sf)))
+        words = self.pack(w, a, last)
+        items = list(zip(words, (int(v) for v in sf))) if self.source.sideband is not None else words
         start = len(self.sink.received)
         self.source.send(items)
-        want = start + len(want_acc)
-        limit = timeout_cycles or 20 * (beats + 50)
-        for _ in range(limit):
-            if len(self.sink.received) >= want:
-                break
-            await RisingEdge(self.dut.clk)
-        else:
-            raise AssertionError(f"{label}: timeout, {len(self.sink.received) - start} of "
-                                 f"{len(want_acc)} outputs after {limit} cycles")
-        got = [self.out_layout.from_bits(bits) for bits in self.sink.received[start:want]]
+        words = await self.collect(self.sink, start, len(want_acc), timeout_cycles or 20 * (beats + 50),
+                                   f"{label} outputs")
+        got = [self.out_layout.from_bits(bits) for bits in words]
         got_acc = [int(g.acc) for g in got]
         got_nar = [bool(g.nar) for g in got]
         for k, (ga, gn, wa, wn) in enumerate(zip(got_acc, got_nar, want_acc, want_nar)):

@@ -35,16 +35,23 @@ class _Stream:
 
 
 class StreamSource(_Stream):
-    """Drive ``name__valid``/``name__payload``; ``idle`` is the chance of withholding a beat."""
+    """Drive ``name__valid``/``name__payload``; ``idle`` is the chance of withholding a beat.
 
-    def __init__(self, dut, name, clk, rng, idle=0.0):
+    With ``sideband`` (a DUT input handle, e.g. a per-beat scale that is not part of the
+    payload), queued items are ``(payload, sideband_value)`` pairs and the side-band
+    input is driven together with each beat.
+    """
+
+    def __init__(self, dut, name, clk, rng, idle=0.0, sideband=None):
         super().__init__(dut, name, clk, rng, idle)
+        self.sideband = sideband
         self.queue = deque()
         self.valid.value = 0
         self._task = cocotb.start_soon(self._run())
 
-    def send(self, payloads):
-        self.queue.extend(payloads)
+    def send(self, items):
+        """Queue payloads (or ``(payload, sideband_value)`` pairs with a side-band)."""
+        self.queue.extend(items)
 
     @property
     def empty(self) -> bool:
@@ -61,7 +68,10 @@ class StreamSource(_Stream):
             offer = bool(self.queue) and self.rng.random() >= self.probability
             self.valid.value = int(offer)
             if offer:
-                self.payload.value = self.queue[0]
+                if self.sideband is None:
+                    self.payload.value = self.queue[0]
+                else:
+                    self.payload.value, self.sideband.value = self.queue[0]
             await ReadOnly()
             fired = offer and bool(self.ready.value)
 

@@ -7,31 +7,19 @@ exactly. A back-to-back run checks line rate: one group per cycle.
 
 import cocotb
 import numpy as np
-from cocotb.clock import Clock
-from cocotb.triggers import ClockCycles, RisingEdge
 
 from golden import tasd
 from hw.topn import TopNConfig, topn_in_layout, topn_out_layout
 
-from .runner import bench_config
+from .bench import ClockedBench
 from .streams import StreamSink, StreamSource
 
 
-class TopNTB:
+class TopNTB(ClockedBench):
     def __init__(self, dut, *, idle=0.0, backpressure=0.0):
-        self.dut = dut
-        self.config = bench_config(TopNConfig)
-        seed = cocotb.RANDOM_SEED
-        self.rng = np.random.default_rng(seed)
-        cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
-        self.source = StreamSource(dut, "i", dut.clk, np.random.default_rng(seed + 1), idle)
-        self.sink = StreamSink(dut, "o", dut.clk, np.random.default_rng(seed + 2), backpressure)
-
-    async def reset(self):
-        self.dut.rst.value = 1
-        await ClockCycles(self.dut.clk, 2)
-        self.dut.rst.value = 0
-        await RisingEdge(self.dut.clk)
+        super().__init__(dut, TopNConfig)
+        self.source = StreamSource(dut, "i", dut.clk, self.driver_rng(1), idle)
+        self.sink = StreamSink(dut, "o", dut.clk, self.driver_rng(2), backpressure)
 
     async def check(self, groups: np.ndarray, label: str):
         cfg = self.config
@@ -40,12 +28,8 @@ class TopNTB:
         start = len(self.sink.received)
         self.source.send(in_layout.const({"act": [int(v) for v in g], "last": int(l)}).as_bits()
                          for g, l in zip(groups, lasts))
-        for _ in range(20 * len(groups) + 100):
-            if len(self.sink.received) >= start + len(groups):
-                break
-            await RisingEdge(self.dut.clk)
-        got = self.sink.received[start:]
-        assert len(got) == len(groups), f"{label}: {len(got)} of {len(groups)} groups came out"
+        got = await self.collect(self.sink, start, len(groups), 20 * len(groups) + 100,
+                                 f"{label} groups")
         terms = tasd.decompose(groups, cfg.series)
         for g, bits in enumerate(got):
             word = out_layout.from_bits(bits)
