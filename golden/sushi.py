@@ -940,7 +940,8 @@ class SushiSched:
                     commands += update
                     resident = target
             swap_bytes = (model.offchip_words - before) * platform.word_bytes
-            latencies = space.latencies(resident, bw)
+            # The rewrite delays this query: the choice sees it.
+            latencies = space.latencies(resident, bw, extra_bytes=swap_bytes)
             choice, violation = choose_subnet(space, query, latencies, _missed_bytes(space, resident),
                                               tolerance=self.tolerance, strict=self.strict, index=q)
             info = space.subnets[choice]
@@ -949,8 +950,7 @@ class SushiSched:
                 model.apply(commands[-1])
             served.append(choice)
             offchip = (model.offchip_words - before) * platform.word_bytes
-            latency = latencies[choice] + -(-swap_bytes // bw)
-            records.append(_record(space, q, query, info, latency, offchip, swap_bytes, violation))
+            records.append(_record(space, q, query, info, latencies[choice], offchip, swap_bytes, violation))
         return ServeResult("sushi", records, commands, starts, platform, swaps)
 
 

@@ -32,10 +32,12 @@ Requests (``req``, :func:`request_layout`), processed in order:
 three counters exactly from the request stream alone.
 
 Timing: a hit is looked up in the cycle its request is presented (one request per cycle
-while the job queue has room); a miss occupies the front end for ``block_words + 2``
-cycles plus the off-chip memory's latency. The reader starts a queued job in the cycle
-after it is queued and delivers the first word one cycle later (the memory's read
-latency); it then sustains one word per cycle. Counters wrap at ``2**counter_width``.
+while the job queue, ``JOB_QUEUE_DEPTH`` jobs, has room); a miss occupies the front end
+for ``block_words + 2`` cycles plus the off-chip memory's latency. The reader starts a
+queued job in the cycle after it is queued and presents the first word one cycle later
+(the memory's read register): with the reader idle, a hit's first word is transferred
+three clock edges after its request. It then sustains one word per cycle, back to back
+across blocks. Counters wrap at ``2**counter_width``.
 
 Bit formats (defined here once; the compiler and the bench pack with them):
 :class:`Op`, :func:`request_layout`, :func:`fetch_layout`, :func:`word_layout`,
@@ -44,9 +46,8 @@ Bit formats (defined here once; the compiler and the bench pack with them):
 
 import dataclasses
 
-from amaranth import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, enum, stream, wiring
-from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2, exact_log2
@@ -173,6 +174,14 @@ def read_layout(config: SGSBufferConfig) -> data.StructLayout:
     return data.StructLayout({"word": word_layout(config), "last": 1})
 
 
+class _Front(enum.Enum, shape=2):
+    """States of the front end."""
+
+    IDLE = 0
+    FETCH = 1
+    FILL = 2
+
+
 def _wrap_inc(value, modulus):
     """``value + 1``, wrapping to 0 at ``modulus``."""
     return Mux(value == modulus - 1, 0, value + 1)
@@ -223,6 +232,9 @@ class SGSBuffer(wiring.Component):
         })
 
     def elaborate(self, platform):
+        # Written with m.If only (no m.Switch/m.FSM/Array writes): Amaranth's Verilog for
+        # those is a `casez` with only the arms that matter, which Verilator's lint flags
+        # as CASEINCOMPLETE. Every signal is at least one bit wide for the same reason.
         cfg = self.config
         m = Module()
         offset_bits = exact_log2(cfg.block_words)
@@ -231,26 +243,39 @@ class SGSBuffer(wiring.Component):
         m.submodules.mem = mem = Memory(shape=cfg.word_width, depth=cfg.capacity_words, init=[])
         write = mem.write_port()
         read = mem.read_port()
-        job_layout = _job_layout(cfg)
-        m.submodules.jobs = jobs = SyncFIFO(width=job_layout.size, depth=JOB_QUEUE_DEPTH)
 
         # ---- tag table: one (valid, id) per persistent slot; looked up combinationally.
         req = self.req.payload
         tag_valid = Signal(cfg.tags)
-        tag_id = Array(Signal(cfg.id_width, name=f"tag{i}") for i in range(cfg.tags))
+        tag_id = [Signal(cfg.id_width, name=f"tag{i}") for i in range(cfg.tags)]
         match = Signal(cfg.tags)
         m.d.comb += match.eq(Cat(tag_valid[i] & (tag_id[i] == req.block) for i in range(cfg.tags)))
         hit = Signal()
         m.d.comb += hit.eq(match.any())
         # A block is tagged at most once (PIN drops duplicates), so the match is one-hot and
         # its encoding is an OR per bit.
-        hit_slot = Signal(range(cfg.tags))
+        hit_slot = Signal(range(max(cfg.tags, 2)))
         m.d.comb += hit_slot.eq(Cat(Cat(match[i] for i in range(cfg.tags) if i >> b & 1).any()
                                     for b in range(len(hit_slot))))
         slot_ok = Signal()
         m.d.comb += slot_ok.eq(req.slot < cfg.tags)
         slot_onehot = Signal(cfg.tags)
         m.d.comb += slot_onehot.eq(Const(1, cfg.tags) << req.slot)
+
+        # ---- job queue (front end -> reader): a shift register, head at entry 0.
+        job_layout = _job_layout(cfg)
+        entries = [Signal(job_layout, name=f"job{i}") for i in range(JOB_QUEUE_DEPTH)]
+        level = Signal(range(JOB_QUEUE_DEPTH + 1))
+        push, pop = Signal(), Signal()
+        job = Signal(job_layout)
+        queue_room, queue_any = Signal(), Signal()
+        m.d.comb += [queue_room.eq(level != JOB_QUEUE_DEPTH), queue_any.eq(level != 0)]
+        m.d.sync += level.eq(level + push - pop)
+        for i, entry in enumerate(entries):
+            with m.If(push & (level - pop == i)):
+                m.d.sync += entry.eq(job)
+            with m.Elif(pop & (i + 1 < JOB_QUEUE_DEPTH)):
+                m.d.sync += entry.eq(entries[min(i + 1, JOB_QUEUE_DEPTH - 1)])
 
         # ---- reader state (declared here: the front end waits on it for PIN).
         advance = Signal()
@@ -259,83 +284,74 @@ class SGSBuffer(wiring.Component):
         cur_miss = Signal()
         count = Signal(offset_bits)
         drained = Signal()
-        m.d.comb += drained.eq(~jobs.r_rdy & ~active)
+        m.d.comb += drained.eq(~queue_any & ~active)
 
         # ---- streaming ring: `inflight` slots allocated and not yet read to the end.
-        ring = Signal(range(cfg.stream_slots))
+        ring = Signal(range(max(cfg.stream_slots, 2)))
         inflight = Signal(range(cfg.stream_slots + 1))
         allocate, release = Signal(), Signal()
         m.d.sync += inflight.eq(inflight + allocate - release)
 
-        # ---- front end.
+        # ---- front end: IDLE (decode a request) -> FETCH (fetch.valid) -> FILL -> IDLE.
+        state = Signal(_Front)
         fill_block = Signal(cfg.id_width)
         fill_slot = Signal(slot_bits)
         fill_pin = Signal()
         fill_count = Signal(offset_bits)
-        job = Signal(job_layout)
-        m.d.comb += [jobs.w_data.eq(job), self.fetch.payload.block.eq(fill_block)]
-        with m.FSM(name="front") as front:
-            with m.State("IDLE"):
-                with m.If(self.req.valid):
-                    with m.Switch(req.op):
-                        with m.Case(Op.READ):
-                            with m.If(hit):
-                                m.d.comb += [job.slot.eq(hit_slot), job.miss.eq(0),
-                                             jobs.w_en.eq(1), self.req.ready.eq(jobs.w_rdy)]
-                                with m.If(jobs.w_rdy):
-                                    m.d.sync += self.hits.eq(self.hits + 1)
-                            with m.Elif(inflight < cfg.stream_slots):
-                                m.d.comb += [self.req.ready.eq(1), allocate.eq(1)]
-                                m.d.sync += [self.misses.eq(self.misses + 1), self.fetch.valid.eq(1),
-                                             fill_block.eq(req.block), fill_slot.eq(cfg.tags + ring),
-                                             fill_pin.eq(0),
-                                             ring.eq(_wrap_inc(ring, cfg.stream_slots))]
-                                m.next = "FETCH"
-                        with m.Case(Op.PIN):
-                            with m.If(~slot_ok):
-                                m.d.comb += self.req.ready.eq(1)
-                            with m.Elif(drained):
-                                m.d.comb += self.req.ready.eq(1)
-                                m.d.sync += [tag_valid.eq(tag_valid & ~match & ~slot_onehot),
-                                             self.fetch.valid.eq(1), fill_block.eq(req.block),
-                                             fill_slot.eq(req.slot), fill_pin.eq(1)]
-                                m.next = "FETCH"
-                        with m.Case(Op.DROP):
-                            m.d.comb += self.req.ready.eq(1)
-                            with m.If(slot_ok):
-                                m.d.sync += tag_valid.eq(tag_valid & ~slot_onehot)
-                        with m.Default():
-                            m.d.comb += self.req.ready.eq(1)
-            with m.State("FETCH"):
-                # fetch.valid is a register, high exactly in this state.
-                with m.If(self.fetch.ready):
-                    m.d.sync += [self.fetch.valid.eq(0), fill_count.eq(0)]
-                    m.next = "FILL"
-            with m.State("FILL"):
-                final = fill_count == cfg.block_words - 1
-                # The last word of a miss also queues its read job: it needs queue room.
-                m.d.comb += self.fill.ready.eq(~final | fill_pin | jobs.w_rdy)
-                m.d.comb += [write.addr.eq(Cat(fill_count, fill_slot)), write.data.eq(self.fill.payload),
-                             write.en.eq(self.fill.valid & self.fill.ready)]
-                with m.If(self.fill.valid & self.fill.ready):
-                    m.d.sync += [fill_count.eq(fill_count + 1),
-                                 self.offchip_words.eq(self.offchip_words + 1)]
-                    with m.If(final):
-                        with m.If(fill_pin):
-                            m.d.sync += [tag_id[fill_slot].eq(fill_block),
-                                         tag_valid.eq(tag_valid | (Const(1, cfg.tags) << fill_slot))]
-                        with m.Else():
-                            m.d.comb += [job.slot.eq(fill_slot), job.miss.eq(1), jobs.w_en.eq(1)]
-                        m.next = "IDLE"
+        m.d.comb += self.fetch.payload.block.eq(fill_block)
+        with m.If(state == _Front.IDLE):
+            with m.If(self.req.valid & (req.op == Op.READ)):
+                with m.If(hit):
+                    m.d.comb += [job.slot.eq(hit_slot), job.miss.eq(0), push.eq(queue_room),
+                                 self.req.ready.eq(queue_room)]
+                    with m.If(queue_room):
+                        m.d.sync += self.hits.eq(self.hits + 1)
+                with m.Elif(inflight < cfg.stream_slots):
+                    m.d.comb += [self.req.ready.eq(1), allocate.eq(1)]
+                    m.d.sync += [self.misses.eq(self.misses + 1), self.fetch.valid.eq(1),
+                                 fill_block.eq(req.block), fill_slot.eq(cfg.tags + ring),
+                                 fill_pin.eq(0), ring.eq(_wrap_inc(ring, cfg.stream_slots)),
+                                 state.eq(_Front.FETCH)]
+            with m.Elif(self.req.valid & (req.op == Op.PIN) & slot_ok):
+                with m.If(drained):
+                    m.d.comb += self.req.ready.eq(1)
+                    m.d.sync += [tag_valid.eq(tag_valid & ~match & ~slot_onehot),
+                                 self.fetch.valid.eq(1), fill_block.eq(req.block),
+                                 fill_slot.eq(req.slot), fill_pin.eq(1), state.eq(_Front.FETCH)]
+            with m.Elif(self.req.valid):
+                # DROP (of a slot in range), and everything ignored.
+                m.d.comb += self.req.ready.eq(1)
+                with m.If((req.op == Op.DROP) & slot_ok):
+                    m.d.sync += tag_valid.eq(tag_valid & ~slot_onehot)
+        with m.Elif(state == _Front.FETCH):
+            # fetch.valid is a register, high exactly in this state.
+            with m.If(self.fetch.ready):
+                m.d.sync += [self.fetch.valid.eq(0), fill_count.eq(0), state.eq(_Front.FILL)]
+        with m.Else():
+            final = Signal()
+            m.d.comb += final.eq(fill_count == cfg.block_words - 1)
+            # The last word of a miss also queues its read job: it needs queue room.
+            m.d.comb += self.fill.ready.eq(~final | fill_pin | queue_room)
+            accept = self.fill.valid & self.fill.ready
+            m.d.comb += [write.addr.eq(Cat(fill_count, fill_slot)), write.data.eq(self.fill.payload),
+                         write.en.eq(accept)]
+            with m.If(accept):
+                m.d.sync += [fill_count.eq(fill_count + 1), self.offchip_words.eq(self.offchip_words + 1)]
+                with m.If(final):
+                    m.d.sync += state.eq(_Front.IDLE)
+                    with m.If(fill_pin):
+                        for i in range(cfg.tags):
+                            with m.If(fill_slot == i):
+                                m.d.sync += [tag_id[i].eq(fill_block), tag_valid[i].eq(1)]
+                    with m.Else():
+                        m.d.comb += [job.slot.eq(fill_slot), job.miss.eq(1), push.eq(1)]
 
         # ---- reader: address stage (active, cur_slot, count) -> memory -> rd.
         m.d.comb += advance.eq(~self.rd.valid | self.rd.ready)
         done = Signal()
         m.d.comb += done.eq(active & (count == cfg.block_words - 1))
         take = Signal()
-        m.d.comb += take.eq(advance & (~active | done))
-        next_job = Signal(job_layout)
-        m.d.comb += [next_job.eq(jobs.r_data), jobs.r_en.eq(take)]
+        m.d.comb += [take.eq(advance & (~active | done)), pop.eq(take & queue_any)]
         m.d.comb += [read.addr.eq(Cat(count, cur_slot)), read.en.eq(advance)]
         m.d.comb += [self.rd.payload.word.eq(read.data), release.eq(advance & done & cur_miss)]
         with m.If(advance):
@@ -343,8 +359,8 @@ class SGSBuffer(wiring.Component):
             with m.If(active):
                 m.d.sync += count.eq(count + 1)
             with m.If(take):
-                m.d.sync += [active.eq(jobs.r_rdy), cur_slot.eq(next_job.slot),
-                             cur_miss.eq(next_job.miss), count.eq(0)]
+                m.d.sync += [active.eq(queue_any), cur_slot.eq(entries[0].slot),
+                             cur_miss.eq(entries[0].miss), count.eq(0)]
 
-        m.d.comb += self.idle.eq(front.ongoing("IDLE") & drained & ~self.rd.valid)
+        m.d.comb += self.idle.eq((state == _Front.IDLE) & drained & ~self.rd.valid)
         return m

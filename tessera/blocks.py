@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from hw import BlockConfig
 from hw.nm_core import NMCore, NMCoreConfig
+from hw.sgs_buffer import SGSBuffer, SGSBufferConfig
 from hw.topn import TopN, TopNConfig
 
 __all__ = ["Block", "BLOCKS", "register", "get_block"]
@@ -50,3 +51,5 @@ register(Block("nm-core", "N:M structured-sparse tensor core (int8 x int8 -> int
                NMCoreConfig, NMCore, "nm_core", "verif.nm_core_tb"))
 register(Block("topn", "activation top-N unit: dense int8 M-groups -> TASD N:M terms",
                TopNConfig, TopN, "topn", "verif.topn_tb"))
+register(Block("sgs-buffer", "SUSHI SubGraph-stationary weight buffer (persistent + streaming regions)",
+               SGSBufferConfig, SGSBuffer, "sgs_buffer", "verif.sgs_buffer_tb"))

@@ -142,13 +142,15 @@ def demo_command(out):
 
 
 @cli.command("bench")
-@click.argument("what", type=click.Choice(["nm-core", "tasd"]))
+@click.argument("what", type=click.Choice(["nm-core", "tasd", "sushi"]))
 @click.option("-o", "--out", default="bench_out", show_default=True, type=click.Path(file_okay=False))
 @click.option("-j", "--jobs", default=2, show_default=True, help="synthesis runs in parallel")
 def bench_command(what, out, jobs):
     """Print the benchmark figures of a block or method."""
     if what == "nm-core":
         from .bench_nm import run_bench
+    elif what == "sushi":
+        from .bench_sushi import run_bench
     else:
         from .bench_tasd import run_bench
     run_bench(Path(out), jobs=jobs)
@@ -182,6 +184,28 @@ def tasder_command(model, core, rows, menu, max_drop, max_error, calib, seed, ou
     write_json(summary, Path(out))
     click.echo(layer_table(summary))
     click.echo(f"wrote {out}")
+
+
+@cli.command("sushi")
+@click.option("--stream", "stream_kind", type=click.Choice(["steady", "drift", "phased"]), default="drift",
+              show_default=True, help="seeded query stream")
+@click.option("--queries", default=400, show_default=True)
+@click.option("--seed", default=0, show_default=True)
+@click.option("--policy", type=click.Choice(["all", "sushi", "no-cache", "lru", "static"]), default="all",
+              show_default=True)
+@click.option("--capacity-words", default=2048, show_default=True, help="SGS buffer capacity (32-bit words)")
+@click.option("--tags", default=30, show_default=True, help="persistent slots of the SGS buffer")
+@click.option("-o", "--out", default=None, type=click.Path(file_okay=False),
+              help="write the request words (hex) and a JSON summary here")
+def sushi_command(stream_kind, queries, seed, policy, capacity_words, tags, out):
+    """Serve a query stream with SushiSched and the baselines; write the buffer's requests."""
+    from hw.sgs_buffer import SGSBufferConfig
+
+    from .sushi_tools import run_schedule
+
+    policies = ["sushi", "no-cache", "lru", "static"] if policy == "all" else [policy]
+    run_schedule(SGSBufferConfig(capacity_words=capacity_words, tags=tags), stream_kind, queries, seed,
+                 policies, Path(out) if out else None)
 
 
 def main(argv=None) -> int:
