@@ -328,6 +328,8 @@ class SubNetInfo:
         Top-1 on the test split, percent (int8 weights).
     layers : tuple of (out, K, compute_cycles, blocks)
         Per layer: shape, ``golden.nm.cycles(core, out, K, 1)``, block ids in read order.
+    block_bytes : int
+        Bytes per weight block.
     """
 
     index: int
@@ -335,6 +337,7 @@ class SubNetInfo:
     accuracy: float
     predictions: np.ndarray = field(repr=False)
     layers: tuple = field(repr=False)
+    block_bytes: int = 0
 
     @property
     def name(self) -> str:
@@ -348,6 +351,11 @@ class SubNetInfo:
     @property
     def compute_cycles(self) -> int:
         return sum(layer[2] for layer in self.layers)
+
+    @property
+    def weight_bytes(self) -> int:
+        """Bytes of weight blocks the SubNet reads (whole blocks)."""
+        return len(self.blocks) * self.block_bytes
 
 
 class SubNetSpace:
@@ -385,7 +393,7 @@ class SubNetSpace:
                 layers.append((out, k, nm.cycles(core, out, k, 1), blocks))
             predictions = net.predict(subnet)
             accuracy = 100.0 * float(np.mean(predictions == net.y_test))
-            infos.append(SubNetInfo(index, subnet, accuracy, predictions, tuple(layers)))
+            infos.append(SubNetInfo(index, subnet, accuracy, predictions, tuple(layers), block_bytes))
         self.subnets: list[SubNetInfo] = infos
         self.by_name = {info.name: info for info in infos}
         # usage[s, l, b] = 1 when layer l of SubNet s reads block b (for vectorised pricing).

@@ -342,6 +342,7 @@ def test_policy_specifics(space, platform, results):
     stream, r = results
     # No persistent cache: every block of every served SubNet comes from off-chip memory.
     for record in r["no-cache"].records:
+        assert record.offchip_bytes == space.by_name[record.subnet].weight_bytes
         assert record.offchip_bytes == len(space.by_name[record.subnet].blocks) * BLOCK_BYTES
     assert all(c.op == "read" for c in r["no-cache"].commands)
     # Static: one SubNet; after its pins, only its blocks that did not fit are fetched.
