@@ -17,8 +17,7 @@ from hw.sgs_buffer import Op, SGSBufferConfig, read_layout, request_layout, word
 
 from . import CompileError
 
-__all__ = ["OPS", "pack_request", "pack_requests", "pack_block", "memory_image", "unpack_read",
-           "split_read"]
+__all__ = ["OPS", "pack_request", "pack_requests", "pack_block", "memory_image", "unpack_read"]
 
 #: golden command names -> the buffer's op codes.
 OPS = {"read": Op.READ, "pin": Op.PIN, "drop": Op.DROP}
@@ -86,8 +85,3 @@ def unpack_read(config: SGSBufferConfig, bits: int) -> tuple[list[int], bool]:
     word = read_layout(config).from_bits(bits)
     return list(word.word), bool(word.last)
 
-
-def split_read(config: SGSBufferConfig, bits: int) -> tuple[int, bool]:
-    """A read-port payload -> (the word's bits, as in the memory image; last)."""
-    word = read_layout(config).from_bits(bits)
-    return word.word.as_bits(), bool(word.last)
