@@ -246,7 +246,8 @@ class TrainedSuperNet:
         return 100.0 * float(np.mean(self.predict(subnet) == self.y_test))
 
 
-def _train(spec: SuperNetSpec, seed: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
+def _train(spec: SuperNetSpec, seed: int, x_train: np.ndarray,
+           y_train: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
     import torch
     import torch.nn.functional as F
     from torch import nn
@@ -255,7 +256,6 @@ def _train(spec: SuperNetSpec, seed: int) -> tuple[list[np.ndarray], list[np.nda
     torch.set_num_threads(1)
     try:
         torch.manual_seed(seed)
-        x_train, y_train, _, _ = _digits_split()
         x, y = torch.from_numpy(x_train), torch.from_numpy(y_train).long()
         shapes = spec.stored_shapes()
         layers = nn.ModuleList(nn.Linear(k, rows) for rows, k in shapes)
@@ -304,7 +304,8 @@ def supernet(spec: SuperNetSpec = SuperNetSpec(), seed: int = 0) -> TrainedSuper
     path = cache_dir() / f"sushi_supernet_{key}.npz"
     layers = len(spec.stored_shapes())
     if not path.exists():
-        weights, biases, (_, _, x_test, y_test) = *_train(spec, seed), _digits_split()
+        x_train, y_train, x_test, y_test = _digits_split()
+        weights, biases = _train(spec, seed, x_train, y_train)
         arrays = {f"w{l}": w for l, w in enumerate(weights)} | {f"b{l}": b for l, b in enumerate(biases)}
         tmp = path.with_name(f"{path.stem}.tmp{os.getpid()}.npz")
         np.savez(tmp, x_test=x_test, y_test=y_test, **arrays)
@@ -411,7 +412,7 @@ class SubNetSpace:
 
     def block_data(self, block: int) -> np.ndarray:
         """The int8 weights of ``block`` (its tile, row-major; ``block_bytes`` values)."""
-        if not isinstance(block, (int, np.integer)) or not 0 <= block < self.n_blocks:
+        if isinstance(block, bool) or not isinstance(block, (int, np.integer)) or not 0 <= block < self.n_blocks:
             raise GoldenError(f"unknown weight block {block!r}: this SuperNet has blocks "
                               f"0..{self.n_blocks - 1}")
         l = int(np.searchsorted(self.offsets, block, side="right")) - 1
@@ -421,13 +422,6 @@ class SubNetSpace:
         q = self._quantized[l]
         w[:q.shape[0], :q.shape[1]] = q
         return w[i * tr:(i + 1) * tr, j * tc:(j + 1) * tc].reshape(-1)
-
-    def check_block(self, block) -> int:
-        """``block`` as an int; :class:`GoldenError` for a block this SuperNet does not have."""
-        if isinstance(block, bool) or not isinstance(block, (int, np.integer)) or not 0 <= block < self.n_blocks:
-            raise GoldenError(f"unknown weight block {block!r}: this SuperNet has blocks "
-                              f"0..{self.n_blocks - 1}")
-        return int(block)
 
     def latencies(self, resident: np.ndarray, bw: int, extra_bytes: int = 0) -> np.ndarray:
         """Cycles of every SubNet when the blocks with ``resident[b]`` set need no fetch."""
