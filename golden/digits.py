@@ -12,13 +12,13 @@ is applied later without any fine-tuning).
 import hashlib
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
 from . import GoldenError
+from .cache import cache_dir
 
 __all__ = ["DigitsData", "load_data", "DigitsCNN", "train", "prune_unstructured", "accuracy",
            "pretrained", "cache_dir"]
@@ -127,12 +127,6 @@ def prune_unstructured(model: nn.Module, sparsity: float) -> dict[str, torch.Ten
                 module.weight.mul_(mask)
             masks[f"{name}.weight"] = mask
     return masks
-
-
-def cache_dir() -> Path:
-    path = Path(os.environ.get("TESSERA_CACHE", Path.home() / ".cache" / "tessera"))
-    path.mkdir(parents=True, exist_ok=True)
-    return path
 
 
 #: Training recipe; part of the cache key, so changing it retrains.

@@ -4,7 +4,9 @@ Steps (each a separate tool run with its own log in the output folder):
 
 1. ``generic``: ``synth -top`` on the block alone; ``stat -tech cmos`` for cells by type
    and a transistor estimate, ``ltp -noff`` for the logic depth (gates on the longest
-   register-to-register or port path).
+   register-to-register or port path). Memories stay ``$mem_v2`` cells (the script is
+   ``synth``'s own minus ``memory_map``, which would turn a block RAM into thousands of
+   flip-flops and take hours) and are cut out of the depth graph like registers.
 2. ``ice40``: ``synth_ice40 -top`` on the block alone: SB_LUT4, SB_CARRY, flip-flops,
    block RAM. These are the block's area figures.
 3. ``pnr``: the block inside :class:`synth.wrapper.PinWrapper` through ``synth_ice40``
@@ -102,6 +104,12 @@ def _lc_overflow(log: Path) -> tuple[int, int] | None:
     return None
 
 
+#: ``synth``'s "fine" and "check" steps (Yosys 0.70) without ``memory_map``: identical
+#: for designs without memories.
+_GENERIC_FINE = ("opt -fast -full; opt -full; techmap; opt -fast; abc; opt -fast; "
+                 "hierarchy -check; stat; check")
+
+
 def synthesize(component, top: str, out_dir: str | Path, options: SynthOptions = SynthOptions(),
                *, config=None) -> dict:
     """Synthesize ``component`` (Verilog module ``top``) and place-and-route it wrapped.
@@ -115,8 +123,8 @@ def synthesize(component, top: str, out_dir: str | Path, options: SynthOptions =
     source = write_verilog(component, top, out)
 
     # 1. Generic gates, transistor estimate, logic depth.
-    _yosys(f"read_verilog {source.name}; synth -top {top}; "
-           "tee -q -o generic_stat.json stat -json -tech cmos; tee -q -o ltp.txt ltp -noff",
+    _yosys(f"read_verilog {source.name}; synth -top {top} -run begin:fine; {_GENERIC_FINE}; "
+           "tee -q -o generic_stat.json stat -json -tech cmos; tee -q -o ltp.txt ltp -noff t:$mem_v2 %n",
            out / "generic.log", "generic synthesis")
     generic = _read_json(out / "generic_stat.json", "generic synthesis")["design"]
     ltp = (out / "ltp.txt").read_text()

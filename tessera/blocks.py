@@ -12,6 +12,7 @@ from hw.gear_unit import GearUnit, GearUnitConfig
 from hw.lp_pe import LPPE, LPPEConfig
 from hw.mac_pe import FP8PE, FP8PEConfig, Int8PE, Int8PEConfig
 from hw.nm_core import NMCore, NMCoreConfig
+from hw.sgs_buffer import SGSBuffer, SGSBufferConfig
 from hw.topn import TopN, TopNConfig
 
 __all__ = ["Block", "BLOCKS", "register", "get_block"]
@@ -61,3 +62,5 @@ register(Block("int8-pe", "INT8 MAC dot-product PE (the LP PE's baseline)",
                Int8PEConfig, Int8PE, "int8_pe", "verif.mac_pe_tb"))
 register(Block("fp8-pe", "FP8 (E4M3) MAC dot-product PE (the LP PE's baseline)",
                FP8PEConfig, FP8PE, "fp8_pe", "verif.mac_pe_tb"))
+register(Block("sgs-buffer", "SUSHI SubGraph-stationary weight buffer (persistent + streaming regions)",
+               SGSBufferConfig, SGSBuffer, "sgs_buffer", "verif.sgs_buffer_tb"))

@@ -144,7 +144,7 @@ def demo_command(out):
 
 #: Benchmark name -> module with run_bench(out, jobs) (imported when run).
 BENCHES = {"nm-core": ".bench_nm", "tasd": ".bench_tasd", "train-nm": ".bench_train",
-           "gear": ".bench_gear", "lp": ".bench_lp"}
+           "gear": ".bench_gear", "lp": ".bench_lp", "sushi": ".bench_sushi"}
 
 
 @cli.command("bench")
@@ -205,6 +205,28 @@ def lpq_command(budget, seed, population, generations, out, progress):
 
     run_lpq(budget=budget, seed=seed, population=population, generations=generations,
             out=Path(out), progress=progress)
+
+
+@cli.command("sushi")
+@click.option("--stream", "stream_kind", type=click.Choice(["steady", "drift", "phased"]), default="drift",
+              show_default=True, help="seeded query stream")
+@click.option("--queries", default=400, show_default=True)
+@click.option("--seed", default=0, show_default=True)
+@click.option("--policy", type=click.Choice(["all", "sushi", "no-cache", "lru", "static"]), default="all",
+              show_default=True)
+@click.option("--capacity-words", default=2048, show_default=True, help="SGS buffer capacity (32-bit words)")
+@click.option("--tags", default=30, show_default=True, help="persistent slots of the SGS buffer")
+@click.option("-o", "--out", default=None, type=click.Path(file_okay=False),
+              help="write the request words (hex) and a JSON summary here")
+def sushi_command(stream_kind, queries, seed, policy, capacity_words, tags, out):
+    """Serve a query stream with SushiSched and the baselines; write the buffer's requests."""
+    from hw.sgs_buffer import SGSBufferConfig
+
+    from .sushi_tools import run_schedule
+
+    policies = ["sushi", "no-cache", "lru", "static"] if policy == "all" else [policy]
+    run_schedule(SGSBufferConfig(capacity_words=capacity_words, tags=tags), stream_kind, queries, seed,
+                 policies, Path(out) if out else None)
 
 
 def main(argv=None) -> int:
