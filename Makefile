@@ -7,7 +7,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed-stamp
 JOBS    ?= 2
 
-.PHONY: demo test test-wide bench bench-lp iverilog clean
+.PHONY: demo test test-wide bench iverilog clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,8 +38,10 @@ test-wide: $(STAMP) iverilog
 bench: $(STAMP)
 	$(BIN)/tessera bench nm-core
 
-bench-lp: $(STAMP)
-	$(BIN)/tessera bench lp
+# One benchmark per method: bench-lp, bench-tasd, bench-train-nm, bench-sushi (and
+# bench-gear below, which needs the optional MiniLM extra). `make bench` is the N:M core's.
+bench-%: $(STAMP)
+	$(BIN)/tessera bench $*
 
 clean:
 	rm -rf sim_build synth_out demo_out bench_out .pytest_cache .hypothesis

@@ -18,6 +18,13 @@ from cocotb.triggers import ReadOnly, RisingEdge
 __all__ = ["StreamSource", "StreamSink"]
 
 
+def _high(handle) -> bool:
+    """A 1-bit handle's value as a bool; X/Z (Icarus leaves combinational outputs
+    unevaluated until their inputs first change) counts as low."""
+    value = handle.value
+    return value.is_resolvable and bool(value)
+
+
 class _Stream:
     def __init__(self, dut, name, clk, rng, probability):
         if not 0 <= probability < 1:
@@ -73,7 +80,7 @@ class StreamSource(_Stream):
                 else:
                     self.payload.value, self.sideband.value = self.queue[0]
             await ReadOnly()
-            fired = offer and bool(self.ready.value)
+            fired = offer and _high(self.ready)
 
 
 class StreamSink(_Stream):
@@ -97,5 +104,5 @@ class StreamSink(_Stream):
             ready = self.rng.random() >= self.probability
             self.ready.value = int(ready)
             await ReadOnly()
-            if ready and self.valid.value:
+            if ready and _high(self.valid):
                 pending = self.payload.value.to_unsigned()
