@@ -143,8 +143,8 @@ def hardware_rows(out: Path, jobs: int) -> list[dict]:
         return list(pool.map(one, HARDWARE))
 
 
-def _markdown(acc, hw) -> str:
-    lines = ["## Accuracy: digits CNN, top-1 on 600 held-out images", "",
+def _markdown(acc, hw, test_images: int) -> str:
+    lines = [f"## Accuracy: digits CNN, top-1 on {test_images} held-out images", "",
              "| format | top-1 (%) | drop vs FP32 (points) | mean bits / weight | layer inputs |",
              "|---|---|---|---|---|"]
     fp32 = acc[0]["top1"]
@@ -214,7 +214,7 @@ def run_bench(out: Path, jobs: int = 2, *, hardware: bool = True, seed: int = 0)
     if why is None:
         click.secho("== MiniLM (optional extra): LPQ with the cosine objective", bold=True)
         mini = minilm_rows(seed)
-    text = _markdown(acc, hw) if hw else _markdown(acc, [])
+    text = _markdown(acc, hw, len(data.y_test))
     if not hw:
         text = text.split("\n## Hardware")[0]
     text += "\n\n## MiniLM-L6 sentence embeddings (optional extra)\n\n"
