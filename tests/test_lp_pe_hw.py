@@ -150,7 +150,8 @@ def test_bench_lp_tables():
     hw = [{"pe": label, "block": block, "lut4": 1000, "carry": 1, "ff": 1, "fmax_mhz": 50.0 * (k + 1),
            "products_per_cycle_per_klut": 4.0, "mproducts_per_s_per_klut": 200.0 * (k + 1)}
           for k, (label, block, _) in enumerate(HARDWARE)]
-    text = _markdown(acc, hw)
+    text = _markdown(acc, hw, 360)
+    assert "top-1 on 360 held-out images" in text
     assert "| LPQ | 97.50 | +0.50 | 6.00 | LP |" in text
     int8 = next(r for r in hw if r["block"] == "int8-pe")["mproducts_per_s_per_klut"]
     first = hw[0]["mproducts_per_s_per_klut"]
