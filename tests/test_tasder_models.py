@@ -36,3 +36,29 @@ def test_tasder_command_errors(capsys):
     assert "term 2:8 cannot run on a 3:4 core" in capsys.readouterr().err
     assert main(["tasder", "--core", "2of4"]) == 1
     assert "core '2of4' is not of the form n:m" in capsys.readouterr().err
+
+
+def test_minilm_lowers_to_36_projections_and_runs_through_tasd():
+    import pytest
+    import torch
+
+    from golden import minilm, tasder
+    from golden.lowering import matmul_layers
+
+    missing = minilm.available()
+    if missing:
+        pytest.skip(missing)
+    model = minilm.SentenceEmbedder()
+    layers = matmul_layers(model)
+    assert len(layers) == 36 and all(l.kind == "Linear" for l in layers)
+    x = minilm.pack_sentences(minilm.SENTENCES[:2])
+    with torch.no_grad():
+        reference = model(x)
+    assert torch.allclose(tasder.approximate(model, {}, x), reference)
+    # Exact series (4:8+4:8 keeps every element) change nothing; a lossy one changes a little.
+    name = layers[4].name
+    exact = tasder.approximate(model, {name: tasder.LayerChoice(activations="4:8+4:8")}, x)
+    assert torch.allclose(exact, reference, atol=1e-5)
+    lossy = tasder.approximate(model, {name: tasder.LayerChoice(weights="2:4")}, x)
+    cosine = torch.nn.functional.cosine_similarity(lossy, reference, dim=-1)
+    assert 0.9 < float(cosine.min()) < 1.0
