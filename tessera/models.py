@@ -11,11 +11,15 @@ evaluated on the sixteen :data:`golden.minilm.SENTENCES` (no labels: the metric 
 cosine similarity of each embedding to the FP32 model's).
 """
 
+from __future__ import annotations
+
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import torch
+from golden import GoldenError
 
-from golden import GoldenError, digits
+if TYPE_CHECKING:                       # torch loads only when a model does
+    import torch
 
 __all__ = ["ModelBundle", "MODELS", "load_model"]
 
@@ -49,6 +53,8 @@ def load_model(name: str, calib: int = 512, seed: int = 0) -> ModelBundle:
                            None, minilm.pack_sentences(minilm.SENTENCES), None)
     if name not in DIGITS:
         raise GoldenError(f"unknown model {name!r}; built-in models: {', '.join(MODELS)}")
+    from golden import digits
+
     if calib < 1:
         raise GoldenError(f"the calibration batch needs >= 1 sample, not {calib}")
     data = digits.load_data()
