@@ -156,20 +156,18 @@ def lower_series(config: NMCoreConfig, terms, x, *, filler: np.random.Generator 
     """
     if not terms:
         raise CompileError("a series needs at least one term")
-    shape = np.asarray(terms[0].dense()).shape
-    for term in terms:
-        if np.asarray(term.dense()).shape != shape or len(shape) != 2:
-            raise CompileError("every term must be a [rows, K] matrix of the same shape")
-    if shape[1] % config.m:
-        raise CompileError(f"K={shape[1]} is not a multiple of the core's m={config.m}")
+    dense = [np.asarray(term.dense()) for term in terms]
+    if len(dense[0].shape) != 2 or any(d.shape != dense[0].shape for d in dense):
+        raise CompileError("every term must be a [rows, K] matrix of the same shape")
+    if dense[0].shape[1] % config.m:
+        raise CompileError(f"K={dense[0].shape[1]} is not a multiple of the core's m={config.m}")
     try:
         passes = tasd.pack_terms([(t.n, t.m) for t in terms], config)
     except GoldenError as exc:
         raise CompileError(str(exc)) from None
     values, indices = [], []
     for members in passes:
-        dense = sum(np.asarray(terms[i].dense()) for i in members)
-        v, i = nm.compress(dense, config.n, config.m)
+        v, i = nm.compress(sum(dense[k] for k in members), config.n, config.m)
         values.append(v)
         indices.append(i)
     a = np.asarray(x)

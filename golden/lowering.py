@@ -26,7 +26,8 @@ from torch import nn
 
 from . import GoldenError
 
-__all__ = ["MatmulLayer", "matmul_layers", "weight_matrix", "input_matrix", "output_from_matrix"]
+__all__ = ["MatmulLayer", "matmul_layers", "as_matrix", "from_matrix", "weight_matrix", "input_matrix",
+           "output_from_matrix"]
 
 #: Layers that do no matrix product on the core (skipped by matmul_layers).
 NOT_ON_CORE = (nn.ReLU, nn.GELU, nn.SiLU, nn.Tanh, nn.Sigmoid, nn.Softmax, nn.LogSoftmax,
@@ -95,12 +96,25 @@ def _pad_k(a: torch.Tensor, pad_to: int) -> torch.Tensor:
     return F.pad(a, (0, extra)) if extra else a
 
 
+def as_matrix(module: nn.Module, weight: torch.Tensor) -> torch.Tensor:
+    """A weight tensor of ``module``'s shape read as ``W[out, K]`` (K in ``(kh, kw, C)``
+    order for convolutions); :func:`from_matrix` is the inverse."""
+    if isinstance(module, nn.Conv2d):
+        return weight.permute(0, 2, 3, 1).reshape(weight.shape[0], -1)
+    return weight
+
+
+def from_matrix(module: nn.Module, matrix: torch.Tensor) -> torch.Tensor:
+    """``W[out, K]`` (unpadded) back to ``module``'s weight shape."""
+    if isinstance(module, nn.Conv2d):
+        out, c, kh, kw = module.weight.shape
+        return matrix.reshape(out, kh, kw, c).permute(0, 3, 1, 2)
+    return matrix
+
+
 def weight_matrix(module: nn.Module, pad_to: int = 1) -> torch.Tensor:
     """``W[out, K]`` (K in ``(kh, kw, C)`` order for convolutions), zero-padded to ``pad_to``."""
-    w = module.weight.detach()
-    if isinstance(module, nn.Conv2d):
-        w = w.permute(0, 2, 3, 1).reshape(w.shape[0], -1)
-    return _pad_k(w, pad_to)
+    return _pad_k(as_matrix(module, module.weight.detach()), pad_to)
 
 
 def input_matrix(module: nn.Module, x: torch.Tensor, pad_to: int = 1) -> torch.Tensor:

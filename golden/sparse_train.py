@@ -36,7 +36,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from . import GoldenError, nm
-from .lowering import matmul_layers
+from .lowering import as_matrix, from_matrix, matmul_layers, weight_matrix
 
 __all__ = ["Recipe", "RECIPES", "NMParametrization", "SparseTraining", "layer_mask"]
 
@@ -119,12 +119,8 @@ class Recipe:
 
 def layer_mask(module: nn.Module, weight: torch.Tensor, n: int, m: int) -> torch.Tensor:
     """golden.nm.mask of ``weight`` read as the core reads it (conv: K = (kh, kw, C))."""
-    if isinstance(module, nn.Conv2d):
-        w = weight.detach().permute(0, 2, 3, 1)
-        keep = nm.mask(w.reshape(w.shape[0], -1), n, m).reshape(w.shape).permute(0, 3, 1, 2)
-    else:
-        keep = nm.mask(weight.detach(), n, m)
-    return keep.to(weight.dtype)
+    keep = nm.mask(as_matrix(module, weight.detach()), n, m)
+    return from_matrix(module, keep).to(weight.dtype)
 
 
 class _SRSTE(torch.autograd.Function):
@@ -267,10 +263,7 @@ def check_nm(model: nn.Module, n: int, m: int, dense_layers: tuple[str, ...] = (
     for layer in matmul_layers(model):
         if layer.name in dense_layers:
             continue
-        w = layer.module.weight.detach()
-        if isinstance(layer.module, nn.Conv2d):
-            w = w.permute(0, 2, 3, 1).reshape(w.shape[0], -1)
-        if not nm.is_nm(w, n, m):
+        if not nm.is_nm(weight_matrix(layer.module), n, m):
             raise GoldenError(f"layer {layer.name!r} is not {n}:{m}")
 
 
