@@ -105,10 +105,11 @@ def as_matrix(module: nn.Module, weight: torch.Tensor) -> torch.Tensor:
 
 
 def from_matrix(module: nn.Module, matrix: torch.Tensor) -> torch.Tensor:
-    """``W[out, K]`` (unpadded) back to ``module``'s weight shape."""
+    """``W[out, K]`` (unpadded) back to ``module``'s weight shape. The shape comes from the
+    module's attributes, not ``module.weight``, which a parametrization may be computing."""
     if isinstance(module, nn.Conv2d):
-        out, c, kh, kw = module.weight.shape
-        return matrix.reshape(out, kh, kw, c).permute(0, 3, 1, 2)
+        kh, kw = module.kernel_size
+        return matrix.reshape(module.out_channels, kh, kw, module.in_channels).permute(0, 3, 1, 2)
     return matrix
 
 
