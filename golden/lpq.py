@@ -59,7 +59,7 @@ import torch
 from torch import nn
 
 from . import GoldenError
-from .lp import LPFormat, MAX_SF
+from .lp import MAX_SF, LPFormat
 from .mac import FP8_MAX, fp8_decode, fp8_encode
 
 __all__ = ["Plan", "LayerGene", "LPQ", "LPQResult", "quantizable_layers", "run_model",

@@ -28,7 +28,13 @@ import torch
 from torch import nn
 
 from . import GoldenError, tasd
-from .lowering import MatmulLayer, input_matrix, matmul_layers, output_from_matrix, weight_matrix
+from .lowering import (
+    MatmulLayer,
+    input_matrix,
+    matmul_layers,
+    output_from_matrix,
+    weight_matrix,
+)
 
 __all__ = ["LayerChoice", "TasderResult", "approximate", "search", "layer_options"]
 

@@ -39,7 +39,13 @@ def _progress_search(search, generations, show):
     if not show:
         return search(progress=None)
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
 
     columns = [TextColumn("LPQ generation"), MofNCompleteColumn(), BarColumn(),
                TextColumn("best fitness {task.fields[best]:.5f}, {task.fields[bits]:.2f} bits"),

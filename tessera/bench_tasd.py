@@ -21,7 +21,8 @@ import click
 from rich.progress import Progress
 
 from golden import minilm, tasd
-from hw.nm_core import NMCore, NMCoreConfig
+from hw.nm_core import NMCore
+from spec.nm_core import NMCoreConfig
 from synth.flow import synthesize
 
 from .models import load_model

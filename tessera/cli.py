@@ -16,7 +16,8 @@ import click
 
 from compiler import CompileError
 from golden import GoldenError
-from hw import ConfigError, write_verilog
+from hw import write_verilog
+from spec import ConfigError
 from synth import SynthError
 from verif import VerifError
 
@@ -176,7 +177,13 @@ def bench_command(what, out, jobs):
 def tasder_command(model, core, rows, menu, max_drop, max_error, calib, seed, out):
     """Choose a TASD series per layer (weights or activations) within an accuracy budget."""
     from .models import load_model
-    from .tasd_tools import default_menu, layer_table, parse_core, run_tasder, write_json
+    from .tasd_tools import (
+        default_menu,
+        layer_table,
+        parse_core,
+        run_tasder,
+        write_json,
+    )
 
     if max_drop is None and max_error is None:
         if model == "minilm":
@@ -221,7 +228,7 @@ def lpq_command(budget, seed, population, generations, out, progress):
               help="write the request words (hex) and a JSON summary here")
 def sushi_command(stream_kind, queries, seed, policy, capacity_words, tags, out):
     """Serve a query stream with SushiSched and the baselines; write the buffer's requests."""
-    from hw.sgs_buffer import SGSBufferConfig
+    from spec.sgs_buffer import SGSBufferConfig
 
     from .sushi_tools import run_schedule
 

@@ -13,7 +13,7 @@ import click
 
 from compiler.sgs_stream import pack_requests
 from golden import sushi
-from hw.sgs_buffer import SGSBufferConfig
+from spec.sgs_buffer import SGSBufferConfig
 
 from .bench_sushi import CORE, OFFCHIP_BYTES_PER_CYCLE
 

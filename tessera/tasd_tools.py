@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 
 from golden import GoldenError, tasd, tasder
-from hw.nm_core import NMCoreConfig
+from spec.nm_core import NMCoreConfig
 
 from .models import ModelBundle
 

@@ -9,8 +9,14 @@ from hypothesis.extra.numpy import arrays
 from torch import nn
 
 from golden import GoldenError, nm, tasd, tasder
-from golden.lowering import input_matrix, matmul_layers, output_from_matrix, weight_matrix
-from hw.nm_core import NMCoreConfig
+from golden.lowering import (
+    input_matrix,
+    matmul_layers,
+    output_from_matrix,
+    weight_matrix,
+)
+from spec import SpecError
+from spec.nm_core import NMCoreConfig
 
 SERIES = st.sampled_from(["2:4", "1:4", "2:4+1:4", "2:4+2:4", "1:8+2:8", "2:8", "4:8+2:8",
                           "1:2+1:2", "2:4+2:8"])
@@ -76,7 +82,8 @@ def test_float_and_torch_inputs():
     ("5:4", "5:4 is invalid"), ("0:4", "0:4 is invalid"), ("2-4", "is not of the form n:m"),
 ])
 def test_bad_series(series, message):
-    with pytest.raises(GoldenError, match=message):
+    """The series grammar is spec's (golden.tasd re-exports it): SpecError names the term."""
+    with pytest.raises(SpecError, match=message):
         tasd.parse_series(series)
 
 

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from golden import GoldenError, lpq
+from golden.digits import load_data, pretrained
 from golden.lp import LPFormat
 from tessera.cli import main
-from golden.digits import load_data, pretrained
 
 
 @pytest.fixture(scope="module")

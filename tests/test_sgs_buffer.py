@@ -10,9 +10,11 @@ from amaranth.sim import Simulator
 from compiler import CompileError
 from compiler.sgs_stream import memory_image, pack_block, pack_request, unpack_read
 from golden import sushi
-from hw import ConfigError, write_verilog
-from hw.nm_core import NMCoreConfig
-from hw.sgs_buffer import Op, SGSBuffer, SGSBufferConfig, request_layout, word_layout
+from hw import write_verilog
+from hw.sgs_buffer import SGSBuffer
+from spec import ConfigError
+from spec.nm_core import NMCoreConfig
+from spec.sgs_buffer import Op, SGSBufferConfig, request_layout, word_layout
 from tessera.cli import main
 from verif.lint import lint
 
