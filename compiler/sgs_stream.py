@@ -2,13 +2,17 @@
 memory image.
 
 :class:`golden.sushi.SushiSched` (or any policy of :func:`golden.sushi.serve` that runs on
-the buffer) produces a list of :class:`golden.sushi.Command`; this module packs each into
-the buffer's request word with the hardware's own layout
-(:func:`spec.sgs_buffer.request_layout`) and packs every weight block of a SuperNet into
+the buffer) produces a list of :class:`golden.sushi.Command` (op codes
+:class:`spec.sgs_buffer.Op`); this module packs each into the buffer's request word with
+the hardware's own layout (:func:`spec.sgs_buffer.request_layout`), writes request streams
+as hex files (:func:`write_requests`), and packs every weight block of a SuperNet into
 ``block_words`` words (:func:`spec.sgs_buffer.word_layout`: the block's int8 weights in
 order, four per 32-bit word with weight 0 in the low byte) -- the content the off-chip
 memory returns for a fetch.
 """
+
+import os
+from pathlib import Path
 
 import numpy as np
 
@@ -24,10 +28,11 @@ from spec.sgs_buffer import (
 
 from . import CompileError
 
-__all__ = ["OPS", "pack_request", "pack_requests", "pack_block", "memory_image", "unpack_read"]
+__all__ = ["pack_request", "pack_requests", "request_hex_digits", "write_requests", "pack_block", "memory_image",
+           "unpack_read"]
 
-#: golden command names -> the buffer's op codes.
-OPS = {"read": Op.READ, "pin": Op.PIN, "drop": Op.DROP}
+#: The ops a schedule sends (``Op.RESERVED`` is accepted and ignored by the hardware, never emitted).
+_OPS = (Op.READ, Op.PIN, Op.DROP)
 
 
 def pack_request(config: SGSBufferConfig, command: Command, *, n_blocks: int | None = None) -> int:
@@ -40,26 +45,45 @@ def pack_request(config: SGSBufferConfig, command: Command, *, n_blocks: int | N
         ``n_blocks`` when given: a request for an unknown block), or a PIN/DROP slot outside
         the persistent region.
     """
-    if command.op not in OPS:
-        raise CompileError(f"unknown buffer command {command.op!r}; commands: {', '.join(OPS)}")
+    if command.op not in _OPS:
+        raise CompileError(f"unknown buffer command {command.op!r}; commands: "
+                           f"{', '.join(f'Op.{op.name}' for op in _OPS)}")
     block, slot = int(command.block), int(command.slot)
-    if command.op != "drop":
+    if command.op is not Op.DROP:
         if not 0 <= block < (1 << config.id_width):
             raise CompileError(f"block id {block} does not fit the buffer's id_width={config.id_width} bits")
         if n_blocks is not None and block >= n_blocks:
             raise CompileError(f"request for an unknown block {block}: the SuperNet has blocks 0..{n_blocks - 1}")
     else:
         block = 0
-    if command.op == "read":
+    if command.op is Op.READ:
         slot = 0
     elif not 0 <= slot < config.tags:
-        raise CompileError(f"{command.op} names slot {slot}, outside the persistent region "
+        raise CompileError(f"{command.op.name} names slot {slot}, outside the persistent region "
                            f"(tags={config.tags}: slots 0..{config.tags - 1})")
-    return pack(request_layout(config), {"op": OPS[command.op], "block": block, "slot": slot}, "request")
+    return pack(request_layout(config), {"op": command.op, "block": block, "slot": slot}, "request")
 
 
 def pack_requests(config: SGSBufferConfig, commands, *, n_blocks: int | None = None) -> list[int]:
     return [pack_request(config, c, n_blocks=n_blocks) for c in commands]
+
+
+def request_hex_digits(config: SGSBufferConfig) -> int:
+    """Hex digits of one request word (:func:`write_requests`)."""
+    return -(-request_layout(config).size // 4)
+
+
+def write_requests(config: SGSBufferConfig, commands, path: Path, *, n_blocks: int | None = None) -> int:
+    """Write the request words of ``commands`` to ``path``, one zero-padded hex word per
+    line (``$readmemh`` style), through a temporary file (a reader never sees half).
+    Returns the number of words."""
+    words = pack_requests(config, commands, n_blocks=n_blocks)
+    digits = request_hex_digits(config)
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text("".join(f"{w:0{digits}x}\n" for w in words))
+    tmp.replace(path)
+    return len(words)
 
 
 def pack_block(config: SGSBufferConfig, values) -> list[int]:

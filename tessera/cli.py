@@ -23,6 +23,7 @@ from verif import VerifError
 
 from .blocks import BLOCKS, Block
 from golden.models import MODELS
+from golden.sushi import POLICIES, STREAMS, SUPERNETS
 
 #: Exceptions a user can cause; the CLI reports them in one line.
 USER_ERRORS = (ConfigError, GoldenError, CompileError, VerifError, SynthError)
@@ -214,25 +215,33 @@ def lpq_command(budget, seed, population, generations, out, progress):
 
 
 @cli.command("sushi")
-@click.option("--stream", "stream_kind", type=click.Choice(["steady", "drift", "phased"]), default="drift",
-              show_default=True, help="seeded query stream")
+@click.option("--supernet", type=click.Choice(SUPERNETS), default="digits-cnn", show_default=True,
+              help="the SuperNet served (minilm needs the optional extra)")
+@click.option("--stream", "stream_kind", type=click.Choice(STREAMS), default="drift", show_default=True,
+              help="seeded query stream")
 @click.option("--queries", default=400, show_default=True)
 @click.option("--seed", default=0, show_default=True)
-@click.option("--policy", type=click.Choice(["all", "sushi", "no-cache", "lru", "static"]), default="all",
-              show_default=True)
-@click.option("--capacity-words", default=2048, show_default=True, help="SGS buffer capacity (32-bit words)")
-@click.option("--tags", default=30, show_default=True, help="persistent slots of the SGS buffer")
+@click.option("--policy", type=click.Choice(["all", *POLICIES]), default="all", show_default=True)
+@click.option("--capacity-words", type=int, default=None,
+              help="SGS buffer capacity in words [default: the SuperNet's platform]")
+@click.option("--tags", type=int, default=None, help="persistent slots [default: all slots but 2]")
 @click.option("-o", "--out", default=None, type=click.Path(file_okay=False),
               help="write the request words (hex) and a JSON summary here")
-def sushi_command(stream_kind, queries, seed, policy, capacity_words, tags, out):
+def sushi_command(supernet, stream_kind, queries, seed, policy, capacity_words, tags, out):
     """Serve a query stream with SushiSched and the baselines; write the buffer's requests."""
-    from spec.sgs_buffer import SGSBufferConfig
+    from golden.sushi import Platform, registry
 
     from .sushi_tools import run_schedule
 
-    policies = ["sushi", "no-cache", "lru", "static"] if policy == "all" else [policy]
-    run_schedule(SGSBufferConfig(capacity_words=capacity_words, tags=tags), stream_kind, queries, seed,
-                 policies, Path(out) if out else None)
+    platform = registry.platform(supernet)
+    if capacity_words is not None or tags is not None:
+        buffer = platform.buffer
+        words = buffer.capacity_words if capacity_words is None else capacity_words
+        slots = words // buffer.block_words
+        buffer = buffer.replace(capacity_words=words, tags=max(1, slots - 2) if tags is None else tags)
+        platform = Platform(buffer, platform.offchip_bytes_per_cycle)
+    policies = list(POLICIES) if policy == "all" else [policy]
+    run_schedule(supernet, platform, stream_kind, queries, seed, policies, Path(out) if out else None)
 
 
 def main(argv=None) -> int:

@@ -1,49 +1,57 @@
-"""``tessera sushi``: run SushiSched (and the baselines) on one seeded query stream and
-write the SGS buffer's request words.
+"""``tessera sushi``: print what serving one seeded query stream gave each policy, and write
+the SGS buffer's request words.
 
-The SuperNet, core and off-chip bandwidth are those of ``tessera bench sushi``
-(:mod:`tessera.bench.sushi`); the buffer is any ``SGSBufferConfig`` (default: the
-bench's 8 KB one).
+The serving is :func:`golden.sushi.serve_stream`; the packing and the hex file are
+:mod:`compiler.sgs_stream`'s. This module only prints and writes the summary.
 """
 
 import json
+import os
 from pathlib import Path
 
 import click
 
-from compiler.sgs_stream import pack_requests
-from golden import sushi
-from spec.sgs_buffer import SGSBufferConfig
-
-from .bench.sushi import CORE, OFFCHIP_BYTES_PER_CYCLE
+from compiler.sgs_stream import write_requests
+from golden.sushi import registry
 
 __all__ = ["run_schedule"]
 
 
-def run_schedule(buffer: SGSBufferConfig, stream_kind: str, queries: int, seed: int, policies: list[str],
+def _line(policy: str, s: dict) -> str:
+    return (f"{policy:9} SLO met {s['slo_attainment']:5.1f}%  served {s['served_accuracy']:6.2f}  "
+            f"latency mean {s['mean_latency_cycles']:8.0f} p99 {s['p99_latency_cycles']:8} cycles  "
+            f"off-chip {s['offchip_bytes_per_query'] / 1024:8.2f} KB/query  SubGraph rewrites {s['subgraph_swaps']}")
+
+
+def run_schedule(supernet: str, buffer, stream_kind: str, queries: int, seed: int, policies: list[str],
                  out: Path | None) -> dict:
-    """Serve the stream with each policy; print one line per policy; write the first
-    buffer-run policy's request words (hex, one per line) and a JSON summary to ``out``."""
-    space = sushi.SubNetSpace(sushi.supernet(), buffer.block_bytes, CORE)
-    platform = sushi.Platform.from_buffer(buffer, OFFCHIP_BYTES_PER_CYCLE)
-    stream = sushi.make_stream(space, platform, stream_kind, queries, seed=seed)
+    """Serve the stream with each policy on ``buffer`` (a ``golden.sushi.Platform``); print
+    one line per policy; write the first buffer-run policy's request words (hex, one per
+    line) and a JSON summary to ``out``."""
+    served = registry.serve_stream(supernet, stream_kind, queries, seed, policies, buffer)
+    net = served.space.net
+    click.echo(f"{supernet}: {len(served.space.subnets)} SubNets, {net.metric} "
+               f"{served.space.accuracies.min():.2f}-{served.space.accuracies.max():.2f}; buffer "
+               f"{served.platform.capacity_bytes // 1024} KB ({served.platform.persistent_blocks} persistent + "
+               f"{served.platform.buffer.stream_slots} streaming slots of {served.platform.block_bytes} B); "
+               f"{stream_kind} stream, {queries} queries, seed {seed}")
     summaries, written = {}, None
-    for policy in policies:
-        result = sushi.serve(policy, space, platform, stream)
-        s = summaries[policy] = result.summary()
-        click.echo(f"{policy:9} off-chip {s['offchip_bytes_per_query'] / 1024:7.2f} KB/query  latency "
-                   f"{s['mean_latency_cycles']:7.0f} cycles  top-1 {s['served_accuracy']:.2f}%  "
-                   f"SLO violations {s['slo_violations']}  SubGraph rewrites {s['subgraph_swaps']}")
+    for policy, result in served.results.items():
+        summaries[policy] = result.summary()
+        click.echo(_line(policy, summaries[policy]))
         if out is not None and written is None and result.commands is not None:
-            words = pack_requests(buffer, result.commands, n_blocks=space.n_blocks)
             out.mkdir(parents=True, exist_ok=True)
-            width = -(-(buffer.id_width + buffer.slot_width + 2) // 4)
-            (out / f"{policy}_requests.hex").write_text("".join(f"{w:0{width}x}\n" for w in words))
+            write_requests(served.platform.buffer, result.commands, out / f"{policy}_requests.hex",
+                           n_blocks=served.space.n_blocks)
             written = policy
     if out is not None:
-        (out / "summary.json").write_text(json.dumps({"buffer": buffer.to_dict(), "stream": stream_kind,
-                                                      "queries": queries, "seed": seed,
-                                                      "policies": summaries}, indent=2) + "\n")
-        if written:
-            click.echo(f"wrote {out / f'{written}_requests.hex'} and {out / 'summary.json'}")
+        out.mkdir(parents=True, exist_ok=True)
+        summary = {"supernet": supernet, "buffer": served.platform.buffer.to_dict(),
+                   "offchip_bytes_per_cycle": served.platform.offchip_bytes_per_cycle, "stream": stream_kind,
+                   "queries": queries, "seed": seed, "policies": summaries}
+        tmp = out / f".summary.json.tmp{os.getpid()}"
+        tmp.write_text(json.dumps(summary, indent=2) + "\n")
+        tmp.replace(out / "summary.json")
+        click.echo(f"wrote {out / f'{written}_requests.hex'} and {out / 'summary.json'}" if written
+                   else f"wrote {out / 'summary.json'}")
     return summaries

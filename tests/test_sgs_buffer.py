@@ -8,12 +8,12 @@ import pytest
 from amaranth.sim import Simulator
 
 from compiler import CompileError
-from compiler.sgs_stream import memory_image, pack_block, pack_request, unpack_read
+from compiler.sgs_stream import memory_image, pack_block, pack_request, unpack_read, write_requests
 from golden import sushi
+from golden.sushi import digits_cnn, registry
 from hw import write_verilog
 from hw.sgs_buffer import SGSBuffer
 from spec import ConfigError
-from spec.nm_core import NMCoreConfig
 from spec.sgs_buffer import Op, SGSBufferConfig, request_layout, word_layout
 from tessera.cli import main
 from verif.lint import lint
@@ -41,26 +41,35 @@ def test_config_geometry_and_json():
     cfg = SGSBufferConfig(capacity_words=96, block_words=8, tags=10, word_width=16)
     assert (cfg.slots, cfg.stream_slots, cfg.block_bytes, cfg.slot_width) == (12, 2, 16, 4)
     assert SGSBufferConfig.from_json(cfg.to_json()) == cfg
-    platform = sushi.Platform.from_buffer(cfg)
+    platform = sushi.Platform(cfg)
     assert (platform.capacity_blocks, platform.persistent_blocks, platform.block_words) == (12, 10, 8)
 
 
 def test_request_packing_uses_the_hardware_layout():
     cfg = SGSBufferConfig(tags=5, id_width=6)
     layout = request_layout(cfg)
-    word = layout.from_bits(pack_request(cfg, sushi.Command("pin", 37, 4)))
+    word = layout.from_bits(pack_request(cfg, sushi.Command(Op.PIN, 37, 4)))
     assert (word.op, word.block, word.slot) == (Op.PIN, 37, 4)
-    word = layout.from_bits(pack_request(cfg, sushi.Command("read", 63)))
+    word = layout.from_bits(pack_request(cfg, sushi.Command(Op.READ, 63)))
     assert (word.op, word.block) == (Op.READ, 63)
     for command, message in [
-        (sushi.Command("read", 64), "block id 64 does not fit the buffer's id_width=6 bits"),
-        (sushi.Command("pin", 3, 5), r"pin names slot 5, outside the persistent region \(tags=5"),
-        (sushi.Command("drop", 0, -1), "drop names slot -1"),
+        (sushi.Command(Op.READ, 64), "block id 64 does not fit the buffer's id_width=6 bits"),
+        (sushi.Command(Op.PIN, 3, 5), r"PIN names slot 5, outside the persistent region \(tags=5"),
+        (sushi.Command(Op.DROP, 0, -1), "DROP names slot -1"),
     ]:
         with pytest.raises(CompileError, match=message):
             pack_request(cfg, command)
     with pytest.raises(CompileError, match="request for an unknown block 20: the SuperNet has blocks 0..19"):
-        pack_request(cfg, sushi.Command("read", 20), n_blocks=20)
+        pack_request(cfg, sushi.Command(Op.READ, 20), n_blocks=20)
+
+
+def test_request_hex_file(tmp_path):
+    cfg = SGSBufferConfig(tags=30, id_width=12)
+    commands = [sushi.Command(Op.PIN, 37, 4), sushi.Command(Op.READ, 5), sushi.Command(Op.DROP, 0, 4)]
+    path = tmp_path / "r.hex"
+    assert write_requests(cfg, commands, path) == 3
+    assert path.read_text() == "10095\n00014\n10002\n"     # 19 bits: 5 hex digits (docs/formats.md)
+    assert list(tmp_path.iterdir()) == [path]
 
 
 def test_block_packing_round_trips():
@@ -78,8 +87,7 @@ def test_block_packing_round_trips():
 
 
 def test_memory_image_checks_the_block_size():
-    space = sushi.SubNetSpace(sushi.supernet(sushi.SuperNetSpec(widths=(4, 8, 16), depths=(1, 2))), 16,
-                              NMCoreConfig())
+    space = sushi.SubNetSpace(digits_cnn.supernet(digits_cnn.SMALL), 16, sushi.CORE)
     with pytest.raises(CompileError, match="16-byte blocks but the buffer's blocks are 256 bytes"):
         memory_image(SGSBufferConfig(), space)
     with pytest.raises(CompileError, match="id_width=4 names only 16"):
@@ -157,12 +165,12 @@ def test_amaranth_simulation_matches_the_cache_model(cfg):
     commands = []
     for _ in range(150):
         roll, block, slot = rng.random(), int(rng.integers(n_blocks)), int(rng.integers(cfg.tags))
-        commands.append(sushi.Command("read", block) if roll < 0.7 else
-                        sushi.Command("pin", block, slot) if roll < 0.9 else sushi.Command("drop", 0, slot))
+        commands.append(sushi.Command(Op.READ, block) if roll < 0.7 else
+                        sushi.Command(Op.PIN, block, slot) if roll < 0.9 else sushi.Command(Op.DROP, 0, slot))
     got, fetched, counters = simulate(cfg, commands, memory)
     model = sushi.SGSCacheModel(cfg.tags, cfg.block_words, n_blocks)
     model.replay(commands)
-    want = [(w, k == cfg.block_words - 1) for c in commands if c.op == "read"
+    want = [(w, k == cfg.block_words - 1) for c in commands if c.op is Op.READ
             for k, w in enumerate(memory[c.block])]
     assert [unpack_read(cfg, bits) for bits in got] == [unpack_read(cfg, w | (last << cfg.word_width))
                                                         for w, last in want]
@@ -197,18 +205,41 @@ def test_cli_sushi_writes_the_request_stream(tmp_path, capsys):
     out = tmp_path / "sched"
     assert main(["sushi", "--stream", "phased", "--queries", "24", "--seed", "4", "-o", str(out)]) == 0
     text = capsys.readouterr().out
-    for policy in ("sushi", "no-cache", "lru", "static"):
+    for policy in sushi.POLICIES:
         assert f"\n{policy} " in f"\n{text}"
     summary = json.loads((out / "summary.json").read_text())
     cfg = SGSBufferConfig.from_dict(summary["buffer"])
-    from tessera.bench.sushi import CORE, OFFCHIP_BYTES_PER_CYCLE
-    space = sushi.SubNetSpace(sushi.supernet(), cfg.block_bytes, CORE)
-    platform = sushi.Platform.from_buffer(cfg, OFFCHIP_BYTES_PER_CYCLE)
-    result = sushi.serve("sushi", space, platform, sushi.make_stream(space, platform, "phased", 24, seed=4))
+    assert cfg == registry.platform("digits-cnn").buffer
+    served = registry.serve_stream("digits-cnn", "phased", 24, 4, ["sushi"])
+    result = served.results["sushi"]
     words = [int(line, 16) for line in (out / "sushi_requests.hex").read_text().split()]
     layout = request_layout(cfg)
-    names = {Op.READ: "read", Op.PIN: "pin", Op.DROP: "drop"}
-    decoded = [(names[w.op], w.block, w.slot) for w in map(layout.from_bits, words)]
-    assert decoded == [(c.op, c.block if c.op != "drop" else 0, c.slot if c.op != "read" else 0)
+    decoded = [(w.op, w.block, w.slot) for w in map(layout.from_bits, words)]
+    assert decoded == [(c.op, c.block if c.op is not Op.DROP else 0, c.slot if c.op is not Op.READ else 0)
                        for c in result.commands]
     assert summary["policies"]["sushi"] == json.loads(json.dumps(result.summary()))
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--stream", "poisson"], "Invalid value for '--stream': 'poisson' is not one of 'steady', 'drift', 'phased', "
+                              "'bursty'"),
+    (["--policy", "fifo"], "Invalid value for '--policy': 'fifo' is not one of"),
+    (["--supernet", "resnet"], "Invalid value for '--supernet': 'resnet' is not one of 'digits-cnn', 'minilm'"),
+    (["--capacity-words", "8"], "capacity_words=8 is smaller than one block (block_words=16)"),
+    (["--seed", "-1", "--queries", "2"], "seed must be an integer >= 0, not seed=-1"),
+    (["--queries", "0"], "a stream needs queries >= 1, not queries=0"),
+])
+def test_cli_sushi_bad_input_is_one_line(argv, message, capsys):
+    assert main(["sushi", *argv]) != 0
+    err = capsys.readouterr().err
+    assert err.startswith("tessera: error: ") and message in err and err.count("\n") == 1
+
+
+def test_cli_sushi_impossible_slos_are_violations_not_errors(capsys):
+    """A buffer of one persistent slot and a stream where tight targets and high floors
+    cannot both be met: reported as violations, exit 0."""
+    assert main(["sushi", "--stream", "bursty", "--queries", "40", "--seed", "1", "--capacity-words", "48",
+                 "--policy", "sushi"]) == 0
+    out = capsys.readouterr().out
+    met = float(out.split("SLO met")[1].split("%")[0])
+    assert 0 < met < 100

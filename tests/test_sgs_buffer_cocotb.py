@@ -5,12 +5,11 @@ name slots that do not exist), more behind ``-m wide``."""
 
 import pytest
 
-from golden import sushi
+from golden.sushi import digits_cnn
 from hw.sgs_buffer import SGSBuffer
 from spec.sgs_buffer import SGSBufferConfig
 from tessera.cli import main
 from verif.runner import run_bench
-from verif.sgs_buffer_tb import bench_spec
 
 from .conftest import require_simulator
 
@@ -26,7 +25,7 @@ WIDE = [SGSBufferConfig(),
 def run(cfg, sim, sim_root):
     require_simulator(sim)
     # Train (or load) the bench's SuperNet here: imports are slow inside the simulator.
-    sushi.supernet(bench_spec(cfg))
+    digits_cnn.supernet(digits_cnn.SMALL)
     result = run_bench(cfg, SGSBuffer(cfg), "sgs_buffer", "verif.sgs_buffer_tb", sim=sim,
                        build_root=sim_root, quiet=True)
     assert result.passed and result.tests == 4
@@ -48,7 +47,7 @@ def test_sgs_buffer_bench_wide(cfg, sim, sim_root):
 def test_cli_verify_runs_the_bench(tmp_path, capsys):
     require_simulator("icarus")
     cfg = SGSBufferConfig(capacity_words=16, block_words=4, tags=2, word_width=32, id_width=8)
-    sushi.supernet(bench_spec(cfg))
+    digits_cnn.supernet(digits_cnn.SMALL)
     assert main(["verify", "sgs-buffer", "--sim", "icarus", "--capacity-words", "16", "--block-words", "4",
                  "--tags", "2", "--id-width", "8", "--build-dir", str(tmp_path)]) == 0
     out = capsys.readouterr().out

@@ -16,7 +16,7 @@ import cocotb
 
 from compiler.sgs_stream import pack_requests
 from golden import sushi
-from spec.sgs_buffer import word_layout
+from spec.sgs_buffer import Op, word_layout
 
 from .sgs_buffer_tb import SGSBufferTB
 
@@ -28,13 +28,13 @@ async def replay_request_stream(dut):
     cfg = tb.config
     with open(os.environ["TESSERA_SGS_REPLAY"]) as f:
         job = json.load(f)
-    commands = [sushi.Command(*c) for c in job["commands"]]
+    commands = [sushi.Command.from_json(c) for c in job["commands"]]
     tb.memory = {int(b): words for b, words in job["memory"].items()}
     layout = word_layout(cfg)
     weights = {b: [v for w in words for v in layout.from_bits(w)] for b, words in tb.memory.items()}
     model = sushi.SGSCacheModel(cfg.tags, cfg.block_words, len(tb.memory))
     model.replay(commands)
-    await tb.run(pack_requests(cfg, commands), [c.block for c in commands if c.op == "read"],
+    await tb.run(pack_requests(cfg, commands), [c.block for c in commands if c.op is Op.READ],
                  weights.__getitem__, "replay")
     tb.check_counts(model, 0, "replay")
     # Both drivers count edges from the same first edge: first request to last word read.

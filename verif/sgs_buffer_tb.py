@@ -11,7 +11,8 @@ weights), with random idle cycles; ``rd`` and ``fetch`` see random back-pressure
   equal :class:`golden.sushi.SGSCacheModel` replaying the same requests.
 
 Tests: the request stream golden :class:`~golden.sushi.SushiSched` produces for a seeded
-query stream on a small SuperNet cut into this buffer's block size; random requests
+query stream on the small digits SuperNet (``golden.sushi.digits_cnn.SMALL``) cut into
+this buffer's block size; random requests
 (duplicate pins, drops, unknown op codes and slots outside the persistent region, which
 the hardware ignores); and the read port's rate (one word per cycle, back to back).
 Run it through :func:`verif.runner.run_bench` (or ``tessera verify sgs-buffer``).
@@ -24,7 +25,8 @@ from cocotb.triggers import ClockCycles, RisingEdge
 
 from compiler.sgs_stream import memory_image, pack_block, pack_requests, unpack_read
 from golden import sushi
-from spec.nm_core import NMCoreConfig
+from golden.sushi import CORE
+from golden.sushi.digits_cnn import SMALL
 from spec.packing import pack
 from spec.sgs_buffer import (
     JOB_QUEUE_DEPTH,
@@ -42,14 +44,6 @@ from .streams import StreamSink, StreamSource
 QUERIES, PHASE, PERIOD, WINDOW = 16, 3, 1, 3
 #: Seeded streams tried for the replay (the one with the most SubGraph rewrites runs).
 SEEDS = 8
-#: The tensor core the schedule is priced on (only steers the SubNet choices here).
-CORE = NMCoreConfig(n=4, m=4, rows=8)
-
-
-def bench_spec(config: SGSBufferConfig) -> sushi.SuperNetSpec:
-    """A small SuperNet (12 SubNets) whose widths tile exactly into this buffer's blocks."""
-    _, cols = sushi.tile_shape(config.block_bytes)
-    return sushi.SuperNetSpec(widths=(cols, 2 * cols, 4 * cols), depths=(1, 2))
 
 
 class SGSBufferTB:
@@ -149,8 +143,8 @@ async def sushi_schedule_replay(dut):
     tb = SGSBufferTB(dut, idle=0.3, backpressure=0.3)
     await tb.reset()
     cfg = tb.config
-    space = sushi.SubNetSpace(sushi.supernet(bench_spec(cfg)), cfg.block_bytes, CORE)
-    platform = sushi.Platform.from_buffer(cfg, offchip_bytes_per_cycle=cfg.word_bytes)
+    space = sushi.SubNetSpace(sushi.digits_cnn.supernet(SMALL), cfg.block_bytes, CORE)
+    platform = sushi.Platform(cfg, offchip_bytes_per_cycle=cfg.word_bytes)
     # Coverage: of a few seeded streams, replay the one whose schedule rewrites the
     # SubGraph most often (PINs behind pending reads are where the buffer can go wrong).
     sched = sushi.SushiSched(space, platform, period=PERIOD, window=WINDOW)
@@ -165,7 +159,7 @@ async def sushi_schedule_replay(dut):
     dut._log.info("replaying %d requests (%d queries, %d SubGraph rewrites): %s",
                   len(result.commands), QUERIES, result.swaps, model.counters())
     tb.memory = memory_image(cfg, space)
-    reads = [c.block for c in result.commands if c.op == "read"]
+    reads = [c.block for c in result.commands if c.op is Op.READ]
     await tb.run(pack_requests(cfg, result.commands, n_blocks=space.n_blocks), reads, space.block_data,
                  "sushi replay")
     tb.check_counts(model, 0, "sushi replay")
@@ -190,11 +184,11 @@ async def random_requests(dut):
         roll = rng.random()
         block, slot = int(rng.choice(ids)), int(rng.integers(0, cfg.tags))
         if roll < 0.6:
-            command = sushi.Command("read", block)
+            command = sushi.Command(Op.READ, block)
         elif roll < 0.85:
-            command = sushi.Command("pin", block, slot)
+            command = sushi.Command(Op.PIN, block, slot)
         elif roll < 0.93:
-            command = sushi.Command("drop", 0, slot)
+            command = sushi.Command(Op.DROP, 0, slot)
         else:
             # Ignored by the hardware: the reserved op, or PIN/DROP of a slot >= tags.
             if slot_limit > cfg.tags and rng.random() < 0.7:
@@ -206,7 +200,7 @@ async def random_requests(dut):
             continue
         model.apply(command)
         requests += pack_requests(cfg, [command])
-        if command.op == "read":
+        if command.op is Op.READ:
             reads.append(block)
     await tb.run(requests, reads, lambda b: data[b], "random requests")
     tb.check_counts(model, 0, "random requests")
@@ -222,12 +216,12 @@ async def slow_reader(dut):
     cfg, rng = tb.config, tb.rng
     data = {b: rng.integers(-128, 128, cfg.block_bytes) for b in range(2 * cfg.tags + 2 * cfg.stream_slots + 2)}
     tb.memory = {b: pack_block(cfg, v) for b, v in data.items()}
-    read = lambda b: sushi.Command("read", b)
+    read = lambda b: sushi.Command(Op.READ, b)
     commands = []
     for slot in range(cfg.tags):
         old, new = slot, cfg.tags + slot
-        commands += [sushi.Command("pin", old, slot), read(old), read(old), read(old),
-                     sushi.Command("pin", new, slot), read(new), read(old)]
+        commands += [sushi.Command(Op.PIN, old, slot), read(old), read(old), read(old),
+                     sushi.Command(Op.PIN, new, slot), read(new), read(old)]
     # Hits enough to fill the job queue, then a miss, repeatedly.
     resident = [cfg.tags + s for s in range(cfg.tags)]
     for _ in range(3):
@@ -236,7 +230,7 @@ async def slow_reader(dut):
     commands += [read(2 * cfg.tags + k) for k in range(2 * cfg.stream_slots + 2)]
     model = sushi.SGSCacheModel(cfg.tags, cfg.block_words)
     model.replay(commands)
-    await tb.run(pack_requests(cfg, commands), [c.block for c in commands if c.op == "read"],
+    await tb.run(pack_requests(cfg, commands), [c.block for c in commands if c.op is Op.READ],
                  lambda b: data[b], "slow reader")
     tb.check_counts(model, 0, "slow reader")
 
@@ -251,12 +245,12 @@ async def read_rate(dut):
     blocks = list(range(cfg.tags + cfg.stream_slots + 2))
     data = {b: rng.integers(-128, 128, cfg.block_bytes) for b in blocks}
     tb.memory = {b: pack_block(cfg, v) for b, v in data.items()}
-    pins = [sushi.Command("pin", b, b) for b in range(cfg.tags)]
+    pins = [sushi.Command(Op.PIN, b, b) for b in range(cfg.tags)]
     await tb.run(pack_requests(cfg, pins), [], None, "pin")
     # Hits: every resident block twice, in a shuffled order.
     order = [int(b) for b in rng.permutation(cfg.tags)] * 2
     first, first_req = len(tb.rd.transfer_edges), len(tb.req.transfer_edges)
-    await tb.run(pack_requests(cfg, [sushi.Command("read", b) for b in order]), order,
+    await tb.run(pack_requests(cfg, [sushi.Command(Op.READ, b) for b in order]), order,
                  lambda b: data[b], "hits at full rate")
     edges = tb.rd.transfer_edges[first:]
     latency = edges[0] - tb.req.transfer_edges[first_req]
@@ -267,10 +261,10 @@ async def read_rate(dut):
     # Misses: blocks that are not resident, through the streaming region.
     misses = blocks[cfg.tags:]
     first = len(tb.rd.transfer_edges)
-    await tb.run(pack_requests(cfg, [sushi.Command("read", b) for b in misses]), misses,
+    await tb.run(pack_requests(cfg, [sushi.Command(Op.READ, b) for b in misses]), misses,
                  lambda b: data[b], "misses")
     edges = tb.rd.transfer_edges[first:]
     dut._log.info("misses: %d words in %d cycles", len(misses) * cfg.block_words, edges[-1] - edges[0] + 1)
     model = sushi.SGSCacheModel(cfg.tags, cfg.block_words)
-    model.replay([*pins, *(sushi.Command("read", b) for b in order + misses)])
+    model.replay([*pins, *(sushi.Command(Op.READ, b) for b in order + misses)])
     tb.check_counts(model, 0, "read rate")
