@@ -77,8 +77,10 @@ class SushiSched:
     then the fewest off-chip bytes including the rewrite itself (blocks not yet resident).
     The best candidate
     is pinned (``PIN`` for each new block into a freed slot, ``DROP`` for slots left
-    empty); blocks that stay keep their slots. A rewrite delays the query after it by its
-    fetch time (the choice rule sees that).
+    empty); blocks that stay keep their slots. A rewrite is not overlapped with compute: it
+    delays the query after it by its fetch time (the choice rule sees that), so it waits
+    for the first query it does not push past its targets (or that misses them anyway);
+    the next decision replaces a rewrite still waiting.
 
     With ``lookahead=True`` it is the **oracle**: it knows the stream, so every decision
     (from query 0 on) scores the next ``window`` queries instead of the last ones, with the
@@ -178,13 +180,23 @@ class SushiSched:
             return q % self.period == 0
         return q > 0 and (q < self.period or q % self.period == 0)
 
+    def _harmless(self, query: Query, resident: np.ndarray, target: np.ndarray) -> bool:
+        """Whether rewriting to ``target`` right before ``query`` leaves it within its targets,
+        or it would miss them anyway."""
+        space, bw = self.space, self.platform.offchip_bytes_per_cycle
+        latencies, missed = space.price_many(np.array([resident, target]), bw)
+        delay = -(-int(np.count_nonzero(target & ~resident)) * space.block_bytes // bw)
+        _, violation_now = choose_subnet(space, query, latencies[0], missed[0], tolerance=self.tolerance)
+        _, violation_after = choose_subnet(space, query, latencies[1] + delay, missed[1], tolerance=self.tolerance)
+        return not violation_after or bool(violation_now)
+
     def run(self, stream: list[Query]) -> ServeResult:
         space, platform = self.space, self.platform
         bw = platform.offchip_bytes_per_cycle
         model = SGSCacheModel(platform.persistent_blocks, platform.block_words, space.n_blocks)
         commands: list[Command] = []
         starts, records, served = [], [], []
-        swaps = 0
+        swaps, pending = 0, None
         for q, query in enumerate(stream):
             starts.append(len(commands))
             before = model.offchip_words
@@ -195,13 +207,17 @@ class SushiSched:
                     latencies, missed = space.price_many(resident[None], bw)
                     hint, _, _ = choose_many(space, np.array([x.latency_target for x in upcoming]),
                                              floors(upcoming), latencies[0], missed[0], self.tolerance)
-                    target = self.decide(upcoming, [int(c) for c in hint], resident)
+                    pending = self.decide(upcoming, [int(c) for c in hint], resident)
                 else:
-                    target = self.decide(stream[max(0, q - self.window):q], served[-self.window:], resident)
-                if not np.array_equal(target, resident):
-                    swaps += 1
-                    commands += rewrite(model, target)
-                    resident = target
+                    pending = self.decide(stream[max(0, q - self.window):q], served[-self.window:], resident)
+            if pending is not None and np.array_equal(pending, resident):
+                pending = None
+            # A rewrite is not overlapped with compute: it waits for a query it does not
+            # push past its targets.
+            if pending is not None and self._harmless(query, resident, pending):
+                swaps += 1
+                commands += rewrite(model, pending)
+                resident, pending = pending, None
             swap_bytes = (model.offchip_words - before) * platform.word_bytes
             # The rewrite delays this query: the choice sees it.
             latencies, missed = space.price_many(resident[None], bw)
