@@ -27,7 +27,7 @@ BLOCK_BYTES = 16
 
 @pytest.fixture(scope="module")
 def space():
-    return sushi.SubNetSpace(digits_cnn.supernet(SPEC), BLOCK_BYTES, sushi.CORE)
+    return sushi.SubNetSpace(digits_cnn.small_supernet(), BLOCK_BYTES, sushi.CORE)
 
 
 @pytest.fixture(scope="module")
@@ -152,7 +152,7 @@ def test_accuracy_is_measured_with_the_int8_weights(space):
 
 
 def test_supernet_is_cached_and_round_trips(space, tmp_path):
-    again = digits_cnn.supernet(SPEC)
+    again = digits_cnn.small_supernet()
     assert all(np.array_equal(a, b) for a, b in zip(again.matrices, space.net.matrices))
     path = tmp_path / "net.npz"
     space.net.save(path)

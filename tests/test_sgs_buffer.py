@@ -87,7 +87,7 @@ def test_block_packing_round_trips():
 
 
 def test_memory_image_checks_the_block_size():
-    space = sushi.SubNetSpace(digits_cnn.supernet(digits_cnn.SMALL), 16, sushi.CORE)
+    space = sushi.SubNetSpace(digits_cnn.small_supernet(), 16, sushi.CORE)
     with pytest.raises(CompileError, match="16-byte blocks but the buffer's blocks are 256 bytes"):
         memory_image(SGSBufferConfig(), space)
     with pytest.raises(CompileError, match="id_width=4 names only 16"):

@@ -25,7 +25,7 @@ WIDE = [SGSBufferConfig(),
 def run(cfg, sim, sim_root):
     require_simulator(sim)
     # Train (or load) the bench's SuperNet here: imports are slow inside the simulator.
-    digits_cnn.supernet(digits_cnn.SMALL)
+    digits_cnn.small_supernet()
     result = run_bench(cfg, SGSBuffer(cfg), "sgs_buffer", "verif.sgs_buffer_tb", sim=sim,
                        build_root=sim_root, quiet=True)
     assert result.passed and result.tests == 4
@@ -47,7 +47,7 @@ def test_sgs_buffer_bench_wide(cfg, sim, sim_root):
 def test_cli_verify_runs_the_bench(tmp_path, capsys):
     require_simulator("icarus")
     cfg = SGSBufferConfig(capacity_words=16, block_words=4, tags=2, word_width=32, id_width=8)
-    digits_cnn.supernet(digits_cnn.SMALL)
+    digits_cnn.small_supernet()
     assert main(["verify", "sgs-buffer", "--sim", "icarus", "--capacity-words", "16", "--block-words", "4",
                  "--tags", "2", "--id-width", "8", "--build-dir", str(tmp_path)]) == 0
     out = capsys.readouterr().out

@@ -26,7 +26,7 @@ from cocotb.triggers import ClockCycles, RisingEdge
 from compiler.sgs_stream import memory_image, pack_block, pack_requests, unpack_read
 from golden import sushi
 from golden.sushi import CORE
-from golden.sushi.digits_cnn import SMALL
+from golden.sushi.digits_cnn import small_supernet
 from spec.packing import pack
 from spec.sgs_buffer import (
     JOB_QUEUE_DEPTH,
@@ -143,7 +143,7 @@ async def sushi_schedule_replay(dut):
     tb = SGSBufferTB(dut, idle=0.3, backpressure=0.3)
     await tb.reset()
     cfg = tb.config
-    space = sushi.SubNetSpace(sushi.digits_cnn.supernet(SMALL), cfg.block_bytes, CORE)
+    space = sushi.SubNetSpace(small_supernet(), cfg.block_bytes, CORE)
     platform = sushi.Platform(cfg, offchip_bytes_per_cycle=cfg.word_bytes)
     # Coverage: of a few seeded streams, replay the one whose schedule rewrites the
     # SubGraph most often (PINs behind pending reads are where the buffer can go wrong).

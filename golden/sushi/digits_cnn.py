@@ -36,7 +36,7 @@ from .. import GoldenError
 from ..cache import cache_dir
 from .supernet import MatmulUse, SubNet, SuperNet, cached, quantize_rows
 
-__all__ = ["ElasticCNNSpec", "SMALL", "RECIPE", "subnet_uses", "supernet"]
+__all__ = ["ElasticCNNSpec", "SMALL", "RECIPE", "SMALL_RECIPE", "subnet_uses", "supernet", "small_supernet"]
 
 #: Training recipe; part of the cache key, so changing it retrains.
 RECIPE = {"epochs": 80, "batch": 64, "lr": 3e-3, "random_subnets": 2, "version": 2}
@@ -89,9 +89,12 @@ class ElasticCNNSpec:
         return [(c1, 9), (c2, 9 * c1), (h, _AFTER_CONV2 ** 2 * c2), (self.classes, h)]
 
 
-#: A small SuperNet (8 SubNets, ~1 KB of weights, a few seconds to train) for the unit
-#: tests and the RTL benches, where any block size must give a handful of blocks.
+#: A small SuperNet (8 SubNets, ~1 KB of weights) for the unit tests and the RTL benches,
+#: where any block size must give a handful of blocks; trained with :data:`SMALL_RECIPE`.
 SMALL = ElasticCNNSpec(conv1=(2, 4), conv2=(4, 8), hidden=(8, 16))
+
+#: :data:`RECIPE` shortened for :data:`SMALL` (a few seconds of one core).
+SMALL_RECIPE = RECIPE | {"epochs": 20}
 
 
 def _name(choice: dict[str, int]) -> str:
@@ -134,7 +137,7 @@ def _model(spec: ElasticCNNSpec):
     return ElasticCNN()
 
 
-def _train(spec: ElasticCNNSpec, seed: int):
+def _train(spec: ElasticCNNSpec, seed: int, recipe: dict):
     import torch
     import torch.nn.functional as F
 
@@ -145,18 +148,18 @@ def _train(spec: ElasticCNNSpec, seed: int):
     model = _model(spec)
     choices = spec.choices()
     largest, smallest = spec.largest(), spec.smallest()
-    opt = torch.optim.Adam(model.parameters(), lr=RECIPE["lr"])
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, RECIPE["epochs"])
+    opt = torch.optim.Adam(model.parameters(), lr=recipe["lr"])
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, recipe["epochs"])
     g = torch.Generator().manual_seed(seed)
     rng = np.random.default_rng(seed)
     x, y = data.x_train, data.y_train
-    for _ in range(RECIPE["epochs"]):
-        for idx in torch.randperm(len(x), generator=g).split(RECIPE["batch"]):
+    for _ in range(recipe["epochs"]):
+        for idx in torch.randperm(len(x), generator=g).split(recipe["batch"]):
             opt.zero_grad()
             logits = model(x[idx], largest)
             loss = F.cross_entropy(logits, y[idx])
             soft = logits.detach().softmax(1)
-            picks = rng.integers(0, len(choices), RECIPE["random_subnets"])
+            picks = rng.integers(0, len(choices), recipe["random_subnets"])
             for choice in [smallest] + [choices[i] for i in picks]:
                 loss = loss - (soft * model(x[idx], choice).log_softmax(1)).sum(1).mean()
             loss.backward()
@@ -165,7 +168,7 @@ def _train(spec: ElasticCNNSpec, seed: int):
     return model.eval(), data
 
 
-def _build(spec: ElasticCNNSpec, seed: int) -> SuperNet:
+def _build(spec: ElasticCNNSpec, seed: int, recipe: dict) -> SuperNet:
     import torch
 
     from ..lowering import as_matrix, from_matrix
@@ -174,7 +177,7 @@ def _build(spec: ElasticCNNSpec, seed: int) -> SuperNet:
     torch.set_num_threads(1)
     try:
         start = time.process_time()
-        model, data = _train(spec, seed)
+        model, data = _train(spec, seed, recipe)
         seconds = time.process_time() - start
         layers = [model.conv1, model.conv2, model.fc1, model.head]
         matrices, scales, biases = [], [], []
@@ -193,18 +196,25 @@ def _build(spec: ElasticCNNSpec, seed: int) -> SuperNet:
     finally:
         torch.set_num_threads(threads)
     item_quality = 100.0 * np.array(correct, dtype=np.float64)
-    info = {"spec": asdict(spec), "recipe": RECIPE, "seed": seed, "test_items": item_quality.shape[1],
+    info = {"spec": asdict(spec), "recipe": recipe, "seed": seed, "test_items": item_quality.shape[1],
             "train_cpu_seconds": round(seconds, 1), "data": "sklearn digits, golden.digits split (80/20, seed 0)"}
     return SuperNet("digits-cnn", "top-1 (%)", tuple(matrices), tuple(scales), tuple(biases), tuple(subnets),
                     item_quality.mean(axis=1), item_quality, 100.0 / item_quality.shape[1], info)
 
 
-def supernet(spec: ElasticCNNSpec = ElasticCNNSpec(), seed: int = 0) -> SuperNet:
-    """The elastic CNN ``spec`` trained with ``seed`` and measured; cached in
-    ``golden.cache.cache_dir()`` (``TESSERA_CACHE``) keyed by the spec, :data:`RECIPE`, the
-    seed and the torch and scikit-learn versions, so only the first call trains (about
-    20 s of one CPU core for the default spec). Loading imports neither torch nor
-    scikit-learn."""
-    key = repr((spec, RECIPE, seed, metadata.version("torch"), metadata.version("scikit-learn")))
+def supernet(spec: ElasticCNNSpec = ElasticCNNSpec(), seed: int = 0, recipe: dict | None = None) -> SuperNet:
+    """The elastic CNN ``spec`` trained with ``seed`` and ``recipe`` (default :data:`RECIPE`)
+    and measured; cached in ``golden.cache.cache_dir()`` (``TESSERA_CACHE``) keyed by the
+    spec, the recipe, the seed and the torch and scikit-learn versions, so only the first
+    call trains (about 30 s of one CPU core for the default spec). Loading imports neither
+    torch nor scikit-learn."""
+    recipe = RECIPE if recipe is None else recipe
+    key = repr((spec, recipe, seed, metadata.version("torch"), metadata.version("scikit-learn")))
     path = cache_dir() / f"sushi_cnn_{hashlib.sha256(key.encode()).hexdigest()[:16]}.npz"
-    return cached(path, lambda: _build(spec, seed))
+    return cached(path, lambda: _build(spec, seed, recipe))
+
+
+def small_supernet() -> SuperNet:
+    """:data:`SMALL` trained with :data:`SMALL_RECIPE` (a few seconds; the unit tests' and
+    the RTL benches' SuperNet)."""
+    return supernet(SMALL, recipe=SMALL_RECIPE)

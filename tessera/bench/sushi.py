@@ -39,6 +39,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import click
+from rich.console import Console
 from rich.progress import Progress
 
 from compiler.sgs_stream import memory_image
@@ -244,7 +245,7 @@ def run_bench(out: Path, jobs: int = 2) -> dict:
         click.echo(fronts[name])
 
     served, tables, targets = {}, {}, []
-    with Progress() as progress:
+    with Progress(console=Console(stderr=True)) as progress:
         task = progress.add_task("serving query streams", total=len(names) * len(STREAMS)
                                  + sum(len(SWEEPS[n]) for n in names) + len(STREAMS))
         step = lambda: progress.advance(task)
@@ -283,7 +284,7 @@ def run_bench(out: Path, jobs: int = 2) -> dict:
     click.echo(replay_line)
 
     configs = [drift.platform.buffer, SGSBufferConfig()]
-    with Progress() as progress, ThreadPoolExecutor(jobs) as pool:
+    with Progress(console=Console(stderr=True)) as progress, ThreadPoolExecutor(jobs) as pool:
         task = progress.add_task("synthesis + place-and-route", total=len(configs))
         futures = [pool.submit(synthesize, SGSBuffer(c), "sgs_buffer", out / "synth" / c.tag, config=c)
                    for c in configs]
