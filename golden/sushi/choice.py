@@ -16,7 +16,7 @@ from .. import GoldenError
 from .space import SubNetSpace
 from .streams import Query
 
-__all__ = ["choose_subnet", "choose_many", "floors"]
+__all__ = ["EPS", "choose_subnet", "choose_many", "floors", "violation_text", "impossible"]
 
 #: Slack when comparing accuracies, which are sums of floats.
 EPS = 1e-9
@@ -54,10 +54,12 @@ def choose_many(space: SubNetSpace, targets: np.ndarray, query_floors: np.ndarra
 
 
 def violation_text(latency_bad: bool, accuracy_bad: bool) -> str:
+    """``""``, ``"latency"``, ``"accuracy"`` or ``"latency+accuracy"``."""
     return "+".join(v for v, bad in (("latency", latency_bad), ("accuracy", accuracy_bad)) if bad)
 
 
 def impossible(query: Query, index: int, fastest: int) -> GoldenError:
+    """The error a strict policy raises for query ``index``, which nothing can serve in time."""
     floor = "" if query.accuracy_floor is None else f" with quality >= {query.accuracy_floor:.2f}"
     return GoldenError(f"query {index}: no SubNet meets latency <= {query.latency_target} cycles"
                        f"{floor} (fastest possible now: {fastest} cycles)")

@@ -55,6 +55,10 @@ __all__ = ["ElasticMiniLMSpec", "RECIPE", "sentences", "subnet_uses", "supernet"
 
 LAYERS, HEADS, HEAD_DIM, HIDDEN, FFN = 6, 12, 32, 384, 1536
 
+#: Differences of mean quality below this many points (0.001 of cosine) count as equal
+#: (the choice rule's default accuracy band for this SuperNet).
+RESOLUTION = 0.1
+
 #: What the derivation does; part of the cache key.
 RECIPE = {"rewiring": "magnitude", "depth": "greedy layer drop", "calibration_sentences": 64, "version": 3}
 
@@ -287,8 +291,7 @@ def _build(spec: ElasticMiniLMSpec) -> SuperNet:
             "build_cpu_seconds": round(seconds, 1),
             "sentences": "golden.minilm (template calibration, hand-written test); see elastic_minilm.sentences"}
     return SuperNet("minilm", "cosine to the full model (x100)", tuple(matrices), tuple(scales), tuple(biases),
-                    tuple(subnets),
-                    item_quality.mean(axis=1), item_quality, 0.1, info)
+                    tuple(subnets), item_quality.mean(axis=1), item_quality, RESOLUTION, info)
 
 
 def supernet(spec: ElasticMiniLMSpec = ElasticMiniLMSpec()) -> SuperNet:

@@ -1,13 +1,12 @@
 """One harness for every policy: :func:`serve`."""
 
+from .. import GoldenError
 from .baselines import lru, no_cache, static
 from .platform import Platform
 from .results import ServeResult
 from .sched import SushiSched, check_compatible
 from .space import SubNetSpace
 from .streams import Query
-
-from .. import GoldenError
 
 __all__ = ["POLICIES", "serve"]
 
