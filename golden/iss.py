@@ -23,8 +23,11 @@ Semantics (docs/isa.md is the page; this is the executable definition)
 * The functional effect of each instruction (below) happens when it executes. A program
   whose result would depend on timing (a scratchpad row or a DRAM byte written by one
   queue and read or written by another without a token path between the two) is a
-  *data race*; with ``check_races`` (the default) the simulator reports it as a
+  *data race*; with ``strict`` (the default) the simulator reports it as a
   :class:`ProgramError` of its own (``RACE``): the hardware cannot detect it.
+* Scratchpads hold what earlier runs left in them. A strict run also reports (``UNINIT``)
+  any read of a scratchpad byte the run has not written: GEMM, POST, TOPN and STORE must
+  read only what LOAD, GEMM, POST or TOPN wrote in the same run.
 
 Instructions (field names of :data:`spec.isa.LAYOUTS`; ``cfg`` = the machine config)
 -----------------------------------------------------------------------------------
@@ -32,7 +35,8 @@ Instructions (field names of :data:`spec.isa.LAYOUTS`; ``cfg`` = the machine con
 * STORE: the inverse (``act`` or ``acc`` rows to DRAM; ``row_bytes`` bytes per row).
 * GEMM: for block ``b``, column ``c``: the dot product over passes ``p`` and groups ``g``
   of ``act[act + c*act_stride + g]`` with ``wgt[wgt + (b*passes + p)*k_groups + g]``
-  through the core (slots ``>= n_active`` count 0), into
+  through the core (on a sparse core slots ``>= n_active`` count 0; a dense core ignores
+  ``n_active``), into
   ``acc[acc + b*cols + c]`` (added to the old value with ``accumulate``), 32-bit wrap.
 * POST: for block ``b``, column ``c``, lane ``j`` with ``L = b*rows + j < lanes``: the
   channel is ``L`` (``c`` when ``transpose``), the value ``acc[acc + b*cols + c][j]``,
@@ -80,10 +84,13 @@ from spec.packing import pack_rows, unpack_rows
 
 from . import GoldenError, tasd
 
-__all__ = ["ProgramError", "Timing", "RunResult", "Machine", "RACE", "run_program"]
+__all__ = ["ProgramError", "Timing", "RunResult", "Machine", "RACE", "UNINIT", "run_program"]
 
 #: The error code of a data race (the simulator's own; the hardware cannot see races).
 RACE = "RACE"
+#: The error code of a read of scratchpad data the run has not written (the simulator's
+#: own: the hardware keeps whatever an earlier run left there).
+UNINIT = "UNINIT"
 
 #: The token FIFOs as (from queue, to queue).
 FIFOS = ((Queue.LOAD, Queue.COMPUTE), (Queue.COMPUTE, Queue.LOAD),
@@ -160,17 +167,18 @@ class Machine:
         The DRAM image (copied); its size is the DRAM's.
     timing : Timing, optional
         The cycle model (default: :meth:`Timing.for_config`).
-    check_races : bool
-        Report data races as :class:`ProgramError` (``RACE``).
+    strict : bool
+        Report data races (``RACE``) and reads of data the run did not write (``UNINIT``)
+        as :class:`ProgramError`.
     """
 
     def __init__(self, config: AcceleratorConfig, dram, *, timing: Timing | None = None,
-                 check_races: bool = True):
+                 strict: bool = True):
         if not isinstance(config, AcceleratorConfig):
             raise GoldenError(f"Machine needs an AcceleratorConfig, not {config!r}")
         self.cfg = config
         self.timing = timing or Timing.for_config(config)
-        self.check_races = check_races
+        self.check_races = strict
         self.dram = np.frombuffer(bytes(dram), dtype=np.uint8).copy()
         cfg = config
         core = cfg.core
@@ -240,6 +248,28 @@ class Machine:
             self._shadow[mem] = (np.full(depth, -1, np.int8), np.zeros(depth, np.int64),
                                  np.zeros((3, depth), np.int64))
         self._dram_shadow = None
+        self._defined = {"act": np.zeros((cfg.act_rows, cfg.m), bool), "wgt": np.zeros((cfg.wgt_rows, cfg.rows), bool),
+                         "acc": np.zeros(cfg.acc_rows, bool), "param": np.zeros(cfg.param_rows, bool)}
+
+    def _define(self, mem: str, rows, lanes=None) -> None:
+        rows = np.asarray(rows, dtype=np.int64).reshape(-1)
+        if lanes is None:
+            self._defined[mem][rows] = True
+        else:
+            self._defined[mem][rows, np.asarray(lanes, dtype=np.int64).reshape(-1)] = True
+
+    def _require(self, mem: str, rows, index: int, what: str) -> None:
+        """Raise UNINIT (strict runs) unless every lane of ``rows`` of ``mem`` was written."""
+        if not self.check_races:
+            return
+        rows = np.asarray(rows, dtype=np.int64).reshape(-1)
+        ok = self._defined[mem][rows]
+        if ok.ndim > 1:
+            ok = ok.all(axis=-1)
+        if not ok.all():
+            row = int(rows[np.argmin(ok)])
+            raise ProgramError(UNINIT, index, f"{what} reads {mem} row {row}, which this run has not "
+                               "(completely) written")
 
     def _access(self, q: Queue, clock: np.ndarray, index: int, mem: str, rows, write: bool) -> None:
         if not self.check_races:
@@ -302,6 +332,7 @@ class Machine:
         data = self.dram[addr[:, None] + np.arange(pitch)[None, :]]
         self._access(q, clock, index, "dram", (addr[:, None] + np.arange(pitch)).reshape(-1), write=False)
         self._access(q, clock, index, name, sram, write=True)
+        self._define(name, sram)
         # Rows are consecutive in the scratchpad: decode in one go.
         self._rows_to_mem(mem, int(sram[0]), data)
         return stats
@@ -319,6 +350,7 @@ class Machine:
             raise ProgramError(ErrorCode.AXI_WRITE, index, "STORE writes bytes beyond the DRAM or in a "
                                "range that answers errors")
         self._access(q, clock, index, name, sram, write=False)
+        self._require(name, sram, index, "STORE")
         rows = self._mem_to_rows(mem, int(sram[0]), len(sram))
         target = (addr[:, None] + np.arange(nbytes)[None, :]).reshape(-1)
         self._access(q, clock, index, "dram", target, write=True)
@@ -355,10 +387,17 @@ class Machine:
         if f["accumulate"]:
             self._access(q, clock, index, "acc", acc_rows, write=False)
         self._access(q, clock, index, "acc", acc_rows, write=True)
+        self._require("act", act_rows, index, "GEMM")
+        self._require("wgt", wgt_rows, index, "GEMM")
+        if f["accumulate"]:
+            self._require("acc", acc_rows, index, "GEMM (accumulate)")
+        self._define("acc", acc_rows)
         x = self.act[act_rows].reshape(cols, groups * m).T.astype(np.float64)       # [G*m, C]
         values = self.wgt_values[wgt_rows].reshape(rb, passes, groups, rows, n)
         indices = self.wgt_indices[wgt_rows].reshape(rb, passes, groups, rows, n)
-        active = np.arange(n) < f["n_active"]
+        # n_active selects the slots of a sparse core; a dense core (n == m) has no slots
+        # to switch off: all m positions are always active.
+        active = np.arange(n) < f["n_active"] if self.sparse else np.ones(n, bool)
         onehot = (indices[..., None] == np.arange(m)) & active[:, None]              # [.., n, m]
         dense = np.einsum("bpgrs,bpgrsk->brpgk", values, onehot.astype(np.int64))    # duplicates add
         w = dense.reshape(rb * rows, passes, groups * m).sum(axis=1).astype(np.float64)
@@ -392,6 +431,9 @@ class Machine:
         self._access(q, clock, index, "acc", acc_row, write=False)
         self._access(q, clock, index, "param", prow, write=False)
         self._access(q, clock, index, "act", row, write=True)
+        self._require("acc", acc_row, index, "POST")
+        self._require("param", prow, index, "POST")
+        self._define("act", row, byte)
         value = self.acc[acc_row, j]
         s = wrap(value + self.param["bias"][prow], 32)
         prod = s * self.param["mult"][prow]                     # |prod| < 2^47: exact in int64
@@ -419,6 +461,8 @@ class Machine:
         dest = f["wgt"] + (((c // cfg.rows) * f["passes"] + term) * groups)[:, None] + np.arange(groups)[None, :]
         self._access(q, clock, index, "act", act_rows, write=False)
         self._access(q, clock, index, "wgt", dest, write=True)
+        self._require("act", act_rows, index, "TOPN")
+        self._define("wgt", dest, np.repeat(c % cfg.rows, groups))
         groups_in = self.act[act_rows]                              # [C, G, m]
         terms = tasd.decompose(groups_in.reshape(cols * groups, 1, cfg.m), self.terms)
         n_t = self.terms[term][0]

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from golden.iss import Machine, ProgramError, RACE
+from golden.iss import RACE, UNINIT, Machine, ProgramError
 from hw.accel import Accelerator
 from spec.accel import AcceleratorConfig
 from spec.isa import ErrorCode
@@ -43,9 +43,9 @@ def iss_expectation(config: AcceleratorConfig, prog: AccelProgram) -> tuple[dict
     try:
         result = machine.run(prog.prog_addr, prog.prog_len)
     except ProgramError as exc:
-        if exc.code == RACE:
-            raise VerifError(f"program {prog.name!r} has a data race ({exc}); the RTL result "
-                             "would depend on timing") from None
+        if exc.code in (RACE, UNINIT):
+            raise VerifError(f"program {prog.name!r} is not deterministic ({exc}): its result on "
+                             "the RTL would depend on timing or on earlier runs") from None
         return {"error": int(exc.code), "index": exc.index, "reason": exc.reason, "counters": {},
                 "cycles": None}, None
     return {"error": int(ErrorCode.NONE), "index": 0, "counters": result.counters,
@@ -54,9 +54,10 @@ def iss_expectation(config: AcceleratorConfig, prog: AccelProgram) -> tuple[dict
 
 def run_programs(config: AcceleratorConfig, programs: list[AccelProgram], *, sim: str,
                  build_root="sim_build", seed: int = 1, pause: float = 0.2,
-                 timeout: int = 2_000_000, quiet: bool = True) -> list[dict]:
+                 timeout: int = 2_000_000, quiet: bool = True, check: bool = True) -> list[dict]:
     """Run ``programs`` on the RTL and the ISS; return per program the RTL's error, index
-    and counters, with the ISS's cycle estimate (``iss_cycles``)."""
+    and counters, the ISS's cycle estimate (``iss_cycles``) and the ``problems`` found.
+    With ``check`` a mismatch raises :class:`VerifError`; without, it is only reported."""
     if not programs:
         raise VerifError("no programs to run")
     build_dir = Path(build_root).resolve()
@@ -77,11 +78,15 @@ def run_programs(config: AcceleratorConfig, programs: list[AccelProgram], *, sim
     np.savez(tmp, meta=np.array(json.dumps(meta)), **arrays)
     tmp.replace(job)
     result_file.unlink(missing_ok=True)
+    failure = None
     try:
         run_bench(config, Accelerator(config), "accel", "verif.accel_tb", sim=sim, build_root=build_root,
                   seed=seed, quiet=quiet, extra_env={"TESSERA_ACCEL_JOB": str(job)})
-    finally:
-        results = json.loads(result_file.read_text()) if result_file.exists() else None
+    except VerifError as exc:
+        failure = exc
+    results = json.loads(result_file.read_text()) if result_file.exists() else None
     if results is None:
-        raise VerifError(f"the accelerator bench wrote no results ({result_file})")
+        raise failure or VerifError(f"the accelerator bench wrote no results ({result_file})")
+    if failure is not None and (check or not any(r["problems"] for r in results)):
+        raise failure
     return results
