@@ -203,11 +203,11 @@ class Machine:
     def _read_fails(self, addr: np.ndarray, length: int) -> bool:
         """Reads move whole beats: does any beat covering ``[a, a + length)`` fail?"""
         bus = self.cfg.bus_bytes
-        for a in np.unique(addr):
-            lo, hi = (int(a) // bus) * bus, -(-(int(a) + length) // bus) * bus
-            if self._faulty(lo, hi):
-                return True
-        return False
+        a = np.asarray(addr, dtype=np.int64)
+        lo, hi = (a // bus) * bus, -(-(a + length) // bus) * bus
+        if (hi > len(self.dram)).any():
+            return True
+        return any(bool(((lo < b) & (p < hi)).any()) for p, b in self.poisoned)
 
     # --- rows <-> bytes -------------------------------------------------------------
     def _rows_to_mem(self, mem: Mem, first: int, rows: np.ndarray) -> None:
@@ -310,11 +310,11 @@ class Machine:
     # --- the instructions -----------------------------------------------------------
     def _transfer_rows(self, f) -> tuple[np.ndarray, np.ndarray]:
         """(scratchpad rows, DRAM byte address of each row) of a LOAD/STORE."""
-        ys, xs = np.meshgrid(np.arange(f["y_size"]), np.arange(f["x_size"]), indexing="ij")
+        count = f["y_size"] * f["x_size"]
+        k = np.arange(count, dtype=np.int64)
         pitch = self.cfg.pitch(Mem(f["mem"]).name.lower())
-        sram = f["sram"] + ys * f["x_size"] + xs
-        addr = f["dram"] + ys * f["y_stride"] + xs * pitch
-        return sram.reshape(-1), addr.reshape(-1)
+        y, x = (k // f["x_size"], k % f["x_size"]) if count else (k, k)
+        return f["sram"] + k, f["dram"] + y * f["y_stride"] + x * pitch
 
     def _load(self, insn: Insn, q, clock, index) -> dict:
         f, cfg = insn.fields, self.cfg
@@ -346,7 +346,8 @@ class Machine:
         if not len(sram):
             return stats
         nbytes = cfg.row_bytes(name)
-        if any(self._faulty(int(a), int(a) + nbytes) for a in np.unique(addr)):
+        if (addr + nbytes > len(self.dram)).any() or any(
+                bool(((addr < b) & (lo < addr + nbytes)).any()) for lo, b in self.poisoned):
             raise ProgramError(ErrorCode.AXI_WRITE, index, "STORE writes bytes beyond the DRAM or in a "
                                "range that answers errors")
         self._access(q, clock, index, name, sram, write=False)
@@ -504,17 +505,20 @@ class Machine:
         free = dict.fromkeys(Queue, 0)
         next_index, fetch_time = 0, t.read_latency
         trace = []
+        decoded = {}
 
         while True:
             progress = False
             # 1. dispatch in order while the target queue has room
             while next_index < prog_len:
-                word_addr = prog_addr + next_index * WORD_BYTES
-                if next_index >= fetchable or self._read_fails(np.array([word_addr]), WORD_BYTES):
-                    raise ProgramError(ErrorCode.AXI_READ, next_index, "the instruction cannot be fetched "
-                                       "(beyond the DRAM or in a range that answers errors)")
-                insn = decode(words[next_index])
-                problem = check_static(insn, cfg)
+                if next_index not in decoded:
+                    word_addr = prog_addr + next_index * WORD_BYTES
+                    if next_index >= fetchable or self._read_fails(np.array([word_addr]), WORD_BYTES):
+                        raise ProgramError(ErrorCode.AXI_READ, next_index, "the instruction cannot be "
+                                           "fetched (beyond the DRAM or in a range that answers errors)")
+                    decoded[next_index] = (decode(words[next_index]), None)
+                    decoded[next_index] = (decoded[next_index][0], check_static(decoded[next_index][0], cfg))
+                insn, problem = decoded[next_index]
                 if problem is None:
                     last = next_index == prog_len - 1
                     if insn.opcode == Opcode.FINISH and not last:

@@ -24,6 +24,7 @@ never cross a 4 KiB boundary. The host programs the machine through an AXI4-Lite
 """
 
 import dataclasses
+import functools
 
 from amaranth.hdl import signed, unsigned
 from amaranth.lib import data
@@ -150,12 +151,14 @@ class AcceleratorConfig(BlockConfig):
 
     def row_bits(self, mem: str) -> int:
         """Bits of one row of scratchpad ``mem``."""
-        self._check_mem(mem)
-        return data.Layout.cast(self.row_layout(mem)).size
+        return _row_bits(self, mem)
 
     def row_layout(self, mem: str):
         """The layout of one row of ``mem``: the core's ``act`` field, its ``weights``
         field, its output, or :func:`spec.isa.param_layout`'s 64 bits."""
+        return _row_layout(self, mem)
+
+    def _row_layout(self, mem: str):
         self._check_mem(mem)
         if mem == "act":
             return beat_layout(self.core).members["act"]
@@ -172,7 +175,7 @@ class AcceleratorConfig(BlockConfig):
 
     def pitch(self, mem: str) -> int:
         """Bytes one row of ``mem`` occupies in DRAM: its bytes, rounded up to a power of two."""
-        return 1 << ceil_log2(-(-self.row_bits(mem) // 8))
+        return _pitch(self, mem)
 
     def addr_bits(self, mem: str) -> int:
         """Bits of a row address of ``mem``."""
@@ -182,3 +185,21 @@ class AcceleratorConfig(BlockConfig):
     def _check_mem(mem: str) -> None:
         if mem not in MEMORIES:
             raise SpecError(f"unknown scratchpad {mem!r}; scratchpads: {', '.join(MEMORIES)}")
+
+
+# Layouts are rebuilt on every call otherwise (Amaranth layouts are not cheap): a frozen
+# config is hashable, so its derived formats are cached per (config, scratchpad).
+@functools.lru_cache(maxsize=256)
+def _row_layout(config: AcceleratorConfig, mem: str):
+    return config._row_layout(mem)
+
+
+@functools.lru_cache(maxsize=256)
+def _row_bits(config: AcceleratorConfig, mem: str) -> int:
+    config._check_mem(mem)
+    return data.Layout.cast(_row_layout(config, mem)).size
+
+
+@functools.lru_cache(maxsize=256)
+def _pitch(config: AcceleratorConfig, mem: str) -> int:
+    return 1 << ceil_log2(-(-_row_bits(config, mem) // 8))

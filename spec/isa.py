@@ -33,6 +33,7 @@ hardware's decoder, for every error that the instruction alone shows.
 """
 
 import enum as py_enum
+import numbers
 from dataclasses import dataclass
 
 from amaranth.hdl import unsigned
@@ -40,7 +41,6 @@ from amaranth.lib import data, enum
 
 from .accel import AcceleratorConfig
 from .config import SpecError
-from .packing import pack
 
 __all__ = ["WORD_BITS", "WORD_BYTES", "Opcode", "Mem", "Queue", "ErrorCode", "QUEUE_OF",
            "HEADER", "LAYOUTS", "FIELDS", "param_layout", "Insn", "encode", "decode",
@@ -180,6 +180,10 @@ LAYOUTS = {
 
 #: Field names per opcode, in layout order (header first, ``reserved`` last).
 FIELDS = {op: [name for name, _ in layout] for op, layout in LAYOUTS.items()}
+#: (name, offset, width) of every field per opcode: decoding and encoding a flat word is
+#: bit arithmetic on these (the layouts stay the definition).
+_SLOTS = {op: [(name, f.offset, f.width) for name, f in layout] for op, layout in LAYOUTS.items()}
+_MEM_VALUES = {m.value: m for m in Mem}
 
 
 def param_layout(config: AcceleratorConfig) -> data.StructLayout:
@@ -226,10 +230,24 @@ class Insn:
 
 
 def encode(insn: Insn) -> int:
-    """The 128-bit word of ``insn``; every field is range-checked (:func:`spec.packing.pack`)."""
+    """The 128-bit word of ``insn``; every field is range-checked (the rule of
+    :func:`spec.packing.pack`, on the flat layout)."""
     if not isinstance(insn.opcode, Opcode) or insn.opcode not in LAYOUTS:
         raise SpecError(f"cannot encode opcode {insn.opcode!r}")
-    return pack(LAYOUTS[insn.opcode], insn.full_fields(), insn.opcode.name)
+    fields = insn.full_fields()
+    word = 0
+    for name, offset, width in _SLOTS[insn.opcode]:
+        value = fields[name]
+        if isinstance(value, (Opcode, Mem)):
+            value = value.value
+        elif not isinstance(value, numbers.Integral):
+            raise SpecError(f"{insn.opcode.name}.{name} = {value!r} is not an integer")
+        value = int(value)
+        if not 0 <= value < 1 << width:
+            raise SpecError(f"{insn.opcode.name}.{name} = {value} does not fit unsigned({width}) "
+                            f"[0, {(1 << width) - 1}]")
+        word |= value << offset
+    return word
 
 
 def decode(word: int) -> Insn:
@@ -248,12 +266,12 @@ def decode(word: int) -> Insn:
         return Insn(Opcode.ILLEGAL, {"raw": raw, "pop_prev": head.pop_prev, "pop_next": head.pop_next,
                                      "push_prev": head.push_prev, "push_next": head.push_next})
     fields = {}
-    for name, field in LAYOUTS[opcode]:
+    for name, offset, width in _SLOTS[opcode]:
         if name == "opcode":
             continue
-        value = (word >> field.offset) & ((1 << field.width) - 1)
+        value = (word >> offset) & ((1 << width) - 1)
         if name == "mem":       # a Mem, or the raw int of a value that names no scratchpad
-            value = Mem(value) if value in {m.value for m in Mem} else value
+            value = _MEM_VALUES.get(value, value)
         fields[name] = value
     return Insn(opcode, fields)
 

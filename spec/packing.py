@@ -46,18 +46,31 @@ def _is_enum(shape) -> bool:
     return isinstance(shape, type) and issubclass(shape, enum.Enum)
 
 
+_LEAVES: dict = {}
+
+
 def leaves(layout, prefix: str = "", offset: int = 0) -> list[Leaf]:
     """Every scalar field of ``layout`` in bit order (LSB first)."""
+    if prefix or offset:
+        return _leaves(layout, prefix, offset)
+    key = id(layout)
+    hit = _LEAVES.get(key)
+    if hit is None or hit[0] is not layout:
+        hit = _LEAVES[key] = (layout, _leaves(layout, "", 0))     # keeps the layout alive
+    return hit[1]
+
+
+def _leaves(layout, prefix: str, offset: int) -> list[Leaf]:
     if isinstance(layout, data.StructLayout):
         out = []
         for name, field in sorted(layout, key=lambda item: item[1].offset):
-            out += leaves(field.shape, f"{prefix}.{name}" if prefix else name, offset + field.offset)
+            out += _leaves(field.shape, f"{prefix}.{name}" if prefix else name, offset + field.offset)
         return out
     if isinstance(layout, data.ArrayLayout):
         size = Shape.cast(layout.elem_shape).width
         out = []
         for k in range(layout.length):
-            out += leaves(layout.elem_shape, f"{prefix}[{k}]", offset + k * size)
+            out += _leaves(layout.elem_shape, f"{prefix}[{k}]", offset + k * size)
         return out
     if _is_enum(layout):
         shape = Shape.cast(layout)
@@ -144,7 +157,28 @@ def pack(layout, value: Any, what: str = "value") -> int:
     """The bits of ``value`` in ``layout`` (an int, LSB = the layout's bit 0), after
     :func:`check`. ``what`` names the value in error messages."""
     check(layout, value, what)
-    return layout.const(_plain(value)).as_bits()
+    return _bits(layout, value)
+
+
+def _bits(layout, value) -> int:
+    """The bits of a checked ``value`` (the same as ``layout.const(value).as_bits()``)."""
+    if isinstance(layout, data.StructLayout):
+        out = 0
+        for name, field in layout:
+            out |= _bits(field.shape, value[name]) << field.offset
+        return out
+    if isinstance(layout, data.ArrayLayout):
+        size = Shape.cast(layout.elem_shape).width
+        out = 0
+        for k, item in enumerate(value):
+            out |= _bits(layout.elem_shape, item) << (k * size)
+        return out
+    if _is_enum(layout):
+        member = value if isinstance(value, layout) else layout(value)
+        width = Shape.cast(layout).width
+        return int(member.value) & ((1 << width) - 1)
+    width = Shape.cast(layout).width
+    return int(value) & ((1 << width) - 1)
 
 
 def _plain(value):
