@@ -110,16 +110,25 @@ class ProgramError(GoldenError):
 @dataclass(frozen=True)
 class Timing:
     """The cycle model. ``*_overhead``: cycles a compute instruction takes beyond one per
-    beat / element / group (the hardware's pipeline fill and drain); DMA: ``read_latency``
-    cycles from an AXI read address to its first data beat, ``write_latency`` from a
-    write burst's last beat to its response, ``insn_overhead`` cycles per LOAD/STORE."""
+    beat / element / group (the hardware's pipeline fill and drain; exact). DMA (an
+    estimate): ``read_latency`` cycles from an AXI read address to its first data beat,
+    ``write_latency`` from a write burst's last beat to its response, ``insn_overhead``
+    per LOAD/STORE, ``line_overhead`` per line, ``store_row_cycles`` per row a STORE reads
+    and ``store_beat_cycles`` per beat it sends.
+    Decode: ``decode_overhead`` plus ``decode_product`` per product its checks need;
+    fetch reads each instruction in one burst (``read_latency`` plus its beats)."""
 
     gemm_overhead: int = 6
     post_overhead: int = 4
     topn_overhead: int = 3
-    read_latency: int = 4
+    read_latency: int = 3
     write_latency: int = 3
-    insn_overhead: int = 2
+    insn_overhead: int = 3
+    line_overhead: int = 2
+    store_row_cycles: int = 2
+    store_beat_cycles: int = 2
+    decode_overhead: int = 4
+    decode_product: int = 10
 
     @classmethod
     def for_config(cls, config: AcceleratorConfig, **changes) -> "Timing":
@@ -360,18 +369,32 @@ class Machine:
         return stats
 
     def _dma_stats(self, opcode: Opcode, f, pitch: int) -> dict:
-        """Beats read (for bytes_read) and the DMA time of a LOAD/STORE (:class:`Timing`)."""
+        """Beats read (for bytes_read) and the DMA model's time of a LOAD/STORE (:class:`Timing`)."""
         cfg, t = self.cfg, self.timing
         lines = f["y_size"] if f["x_size"] else 0
-        beats = cycles = 0
-        latency = t.read_latency if opcode == Opcode.LOAD else t.write_latency
+        beats = 0
+        cycles = t.insn_overhead
+        rows = f["x_size"]
         for y in range(lines):
             start = f["dram"] + y * f["y_stride"]
-            for n in _bursts(start, f["x_size"] * pitch, cfg.bus_bytes, cfg.max_burst):
-                beats += n
-                cycles += latency + n
-            cycles = max(cycles, f["x_size"] * (y + 1))          # one scratchpad row per cycle
-        return {"beats": beats, "cycles": cycles + t.insn_overhead, "bytes_written": 0}
+            bursts = _bursts(start, rows * pitch, cfg.bus_bytes, cfg.max_burst)
+            line_beats = sum(bursts)
+            beats += line_beats
+            if opcode == Opcode.LOAD:
+                # one scratchpad row or one beat per cycle, whichever is slower, plus each
+                # burst's address-to-data latency
+                cycles += t.line_overhead + max(rows, line_beats) + len(bursts) * t.read_latency
+            else:
+                # each row read in two cycles, each beat sent in one, each burst's address
+                # and its write response
+                cycles += (t.line_overhead + rows * t.store_row_cycles + line_beats * t.store_beat_cycles
+                           + len(bursts) * (1 + t.write_latency))
+        return {"beats": beats, "cycles": cycles, "bytes_written": 0}
+
+    def _decode_cycles(self, insn: Insn) -> int:
+        """Cycles decode spends on ``insn``: the static check's products, radix-4 (spec.isa)."""
+        products = {Opcode.LOAD: 2, Opcode.STORE: 2, Opcode.GEMM: 4, Opcode.POST: 2, Opcode.TOPN: 3}
+        return self.timing.decode_overhead + products.get(insn.opcode, 0) * self.timing.decode_product
 
     def _gemm(self, insn: Insn, q, clock, index) -> dict:
         f, cfg = insn.fields, self.cfg
@@ -496,7 +519,7 @@ class Machine:
         counters = dict.fromkeys(COUNTERS, 0)
         # Fetch reads each instruction in a burst of its own (whole beats).
         counters["bytes_read"] = prog_len * max(WORD_BYTES, cfg.bus_bytes)
-        beat_time = max(1, WORD_BYTES // cfg.bus_bytes)
+        fetch_cycles = t.read_latency + max(1, WORD_BYTES // cfg.bus_bytes) + 1
 
         queues = {q: deque() for q in Queue}
         held = dict.fromkeys(Queue)            # (index, insn, ready time, phase) held by a unit
@@ -531,7 +554,7 @@ class Machine:
                 q = insn.queue
                 if len(queues[q]) >= cfg.queue_depth:
                     break
-                fetch_time += beat_time
+                fetch_time += max(fetch_cycles, self._decode_cycles(insn))
                 queues[q].append((next_index, insn, fetch_time))
                 next_index += 1
                 progress = True
