@@ -79,7 +79,7 @@ from spec.isa import (
     check_static,
     decode,
 )
-from spec.numerics import saturate, wrap
+from spec.numerics import requantize, wrap
 from spec.packing import pack_rows, unpack_rows
 
 from . import GoldenError, tasd
@@ -458,15 +458,8 @@ class Machine:
         self._require("acc", acc_row, index, "POST")
         self._require("param", prow, index, "POST")
         self._define("act", row, byte)
-        value = self.acc[acc_row, j]
-        s = wrap(value + self.param["bias"][prow], 32)
-        prod = s * self.param["mult"][prow]                     # |prod| < 2^47: exact in int64
-        shift = self.param["shift"][prow]
-        # shift_round_half_up with a per-element shift: + 2^(shift-1), arithmetic >> shift.
-        shifted = (prod + np.where(shift > 0, np.left_shift(1, np.maximum(shift - 1, 0)), 0)) >> shift
-        if f["relu"]:
-            shifted = np.maximum(shifted, 0)
-        out = saturate(shifted, 8)
+        out = requantize(self.acc[acc_row, j], self.param["bias"][prow], self.param["mult"][prow],
+                         self.param["shift"][prow], bool(f["relu"]))
         # Later writes win on a repeated (row, byte): keep each target's last element.
         target = row * cfg.m + byte
         _, last = np.unique(target[::-1], return_index=True)
