@@ -207,29 +207,40 @@ class CompiledModel:
         return quantize(x, self.scales[self.graph.input])
 
     def run(self, x, backend=None) -> tuple[np.ndarray, list]:
-        """Run on a batch ``x`` (float); ``backend(segment, dram) -> (final dram, result)``
-        runs one segment (default: the ISS). Returns the float output and per segment its
-        backend result."""
+        """Run on one batch ``x`` (float): the output and, per segment, the backend's
+        result (:meth:`run_many` with one input)."""
+        outputs, results = self.run_many([x], backend)
+        return outputs[0], [r[0] for r in results]
+
+    def run_many(self, xs: list, backend=None) -> tuple[list, list]:
+        """Run on several batches at once: every segment runs for all of them in one call
+        of ``backend(segment, [dram, ...]) -> [(final dram, result), ...]`` (default: the
+        ISS; ``verif.model_run`` runs them on the RTL), host ops run in between. Returns the
+        float outputs and, per segment, the backend's results."""
         backend = backend or iss_backend(self.config)
-        values = {self.graph.input: self.quantize_input(x)}
+        values = [{self.graph.input: self.quantize_input(x)} for x in xs]
         results = []
         for kind, item in self.steps:
             if kind == "host":
                 op = item
-                values[op.output] = run_host_op(op, [values[v] for v in op.inputs],
-                                                [self.scales[v] for v in op.inputs], self.scales.get(op.output, 1.0))
-            else:
-                seg = self.segments[item]
+                for v in values:
+                    v[op.output] = run_host_op(op, [v[i] for i in op.inputs], [self.scales[i] for i in op.inputs],
+                                               self.scales.get(op.output, 1.0))
+                continue
+            seg = self.segments[item]
+            r_in, r_out = seg.regions["input"], seg.regions["output"]
+            drams = []
+            for v in values:
                 dram = bytearray(seg.dram)
-                blob = _to_layout(self.config, values[seg.input_layout["value"]], seg.input_layout)
-                r = seg.regions["input"]
-                dram[r["addr"]:r["addr"] + len(blob)] = blob
-                final, result = backend(seg, bytes(dram))
-                results.append(result)
-                r = seg.regions["output"]
-                values[seg.output_layout["value"]] = _from_layout(self.config, final[r["addr"]:r["addr"] + r["size"]],
-                                                                  seg.output_layout)
-        return self._output(values), results
+                blob = _to_layout(self.config, v[seg.input_layout["value"]], seg.input_layout)
+                dram[r_in["addr"]:r_in["addr"] + len(blob)] = blob
+                drams.append(bytes(dram))
+            done = backend(seg, drams)
+            results.append([res for _, res in done])
+            for v, (final, _) in zip(values, done):
+                v[seg.output_layout["value"]] = _from_layout(self.config, final[r_out["addr"]:r_out["addr"] + r_out["size"]],
+                                                             seg.output_layout)
+        return [self._output(v) for v in values], results
 
     def reference(self, x) -> np.ndarray:
         """The fake-quant reference: the same integer steps in numpy (module docstring)."""
@@ -287,9 +298,13 @@ def _input_of(graph: Graph, values: dict, op: Op) -> np.ndarray:
 
 
 def iss_backend(config: AcceleratorConfig):
-    def run(seg: Segment, dram: bytes):
-        result = Machine(config, dram).run(seg.prog_addr, seg.prog_len)
-        return result.dram.tobytes(), result
+    """Run segments on the instruction-set simulator."""
+    def run(seg: Segment, drams: list[bytes]):
+        out = []
+        for dram in drams:
+            result = Machine(config, dram).run(seg.prog_addr, seg.prog_len)
+            out.append((result.dram.tobytes(), result))
+        return out
     return run
 
 

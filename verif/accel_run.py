@@ -54,10 +54,12 @@ def iss_expectation(config: AcceleratorConfig, prog: AccelProgram) -> tuple[dict
 
 def run_programs(config: AcceleratorConfig, programs: list[AccelProgram], *, sim: str,
                  build_root="sim_build", seed: int = 1, pause: float = 0.2,
-                 timeout: int = 2_000_000, quiet: bool = True, check: bool = True) -> list[dict]:
+                 timeout: int = 2_000_000, quiet: bool = True, check: bool = True,
+                 keep_dram: bool = False) -> list[dict]:
     """Run ``programs`` on the RTL and the ISS; return per program the RTL's error, index
     and counters, the ISS's cycle estimate (``iss_cycles``) and the ``problems`` found.
-    With ``check`` a mismatch raises :class:`VerifError`; without, it is only reported."""
+    With ``check`` a mismatch raises :class:`VerifError`; without, it is only reported.
+    With ``keep_dram`` each result also holds the RTL's final DRAM image (``"dram"``)."""
     if not programs:
         raise VerifError("no programs to run")
     build_dir = Path(build_root).resolve()
@@ -72,8 +74,9 @@ def run_programs(config: AcceleratorConfig, programs: list[AccelProgram], *, sim
             arrays[f"final{k}"] = np.frombuffer(final, np.uint8)
         metas.append({"name": prog.name, "prog_addr": prog.prog_addr, "prog_len": prog.prog_len,
                       "poisoned": [list(p) for p in prog.poisoned], "iss": want})
+    dram_out = job.with_name(job.stem + "-dram.npz")
     meta = {"config": config.to_json(), "seed": seed, "pause": pause, "timeout": timeout,
-            "result": str(result_file), "programs": metas}
+            "result": str(result_file), "programs": metas, "dram_out": str(dram_out) if keep_dram else ""}
     tmp = job.with_name(job.name + ".tmp.npz")
     np.savez(tmp, meta=np.array(json.dumps(meta)), **arrays)
     tmp.replace(job)
@@ -89,4 +92,8 @@ def run_programs(config: AcceleratorConfig, programs: list[AccelProgram], *, sim
         raise failure or VerifError(f"the accelerator bench wrote no results ({result_file})")
     if failure is not None and (check or not any(r["problems"] for r in results)):
         raise failure
+    if keep_dram:
+        finals = np.load(dram_out)
+        for k, r in enumerate(results):
+            r["dram"] = finals[f"dram{k}"].tobytes()
     return results

@@ -129,6 +129,7 @@ async def programs_match_the_iss(dut):
     config = AcceleratorConfig.from_json(meta["config"])
     results = []
     failures = []
+    finals = {}
     size = max(int(job[f"dram{k}"].size) for k in range(len(meta["programs"])))
     tb = AccelTB(dut, config, size, seed=meta["seed"], pause=meta["pause"])
     await tb.reset()
@@ -157,9 +158,13 @@ async def programs_match_the_iss(dut):
                 problems.append("the machine did not report done")
         entry["problems"] = problems
         results.append(entry)
+        if meta.get("dram_out"):
+            finals[f"dram{k}"] = np.frombuffer(got["dram"], np.uint8)
         if problems:
             failures.append(f"program {k} ({prog['name']}): " + "; ".join(problems))
     with open(meta["result"], "w") as f:
         json.dump(results, f)
+    if meta.get("dram_out"):
+        np.savez(meta["dram_out"], **finals)
     await Timer(1, unit="ns")
     assert not failures, f"{len(failures)} of {len(results)} programs differ from the ISS:\n" + "\n".join(failures[:10])
