@@ -363,5 +363,139 @@ def fuzz_command(programs, sim, seed, batch, illegal, out, build_dir):
         raise click.ClickException(f"{len(report.mismatches)} mismatching program(s); saved in {out}/")
 
 
+@cli.command("compile")
+@click.argument("model")
+@click.option("-o", "--out", required=True, type=click.Path(file_okay=False), help="output folder")
+@click.option("--calib", default=None, type=click.Path(dir_okay=False),
+              help="calibration inputs (.npy) [default: the registered model's calibration batch]")
+@click.option("--calib-count", default=256, show_default=True, help="calibration samples of a registered model")
+@click.option("--core", default=None, help="the core's n:m [default: the default machine's]")
+@click.option("--rows", type=int, default=None, help="the core's output rows")
+@click.option("--topn", default=None, help="the machine's activation top-N series")
+@click.option("--budget", type=float, default=None,
+              help="TASDER accuracy budget (points of top-1 on the calibration set): choose a TASD series per layer")
+@click.option("--batch", default=1, show_default=True, help="inputs per program run")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--chakra", default=None, help="also write the program as Chakra execution traces PREFIX.<npu>.et")
+def compile_command(model, out, calib, calib_count, core, rows, topn, budget, batch, seed, chakra):
+    """Compile MODEL (a registered model, a train-nm folder or a .pt2 file) for the accelerator."""
+    from compiler.model import compile_model
+    from compiler.sources import load_source
+
+    changes = {}
+    if core is not None:
+        try:
+            changes["n"], changes["m"] = (int(v) for v in core.split(":"))
+        except ValueError:
+            raise click.UsageError(f"--core must be n:m, not {core!r}") from None
+    if rows is not None:
+        changes["rows"] = rows
+    if topn is not None:
+        changes["topn"] = topn
+    config = AcceleratorConfig(**changes)
+    source = load_source(model, calib=calib, calib_count=calib_count, seed=seed)
+    choices = None
+    if budget is not None:
+        if source.module is None or source.calib_labels is None:
+            raise click.UsageError("--budget needs a registered or train-nm model with labelled calibration data")
+        import torch
+
+        from golden.tasder import default_menu
+        from golden.tasder_search import search
+
+        result = search(source.module, torch.from_numpy(source.calib).float(), config.core, default_menu(config.core),
+                        y=torch.from_numpy(source.calib_labels), max_accuracy_drop=budget)
+        choices = {name: c.weights for name, c in result.choices.items()}
+    compiled = compile_model(source.exported, source.calib, config, batch=batch, choices=choices)
+    compiled.manifest["source"] = {"model": model, "calib": calib or f"{calib_count} samples (seed {seed})",
+                                   "budget": budget}
+    compiled.save(Path(out))
+    click.echo(f"{'layer':12} {'op':7} {'weights':14} passes  n_active  instructions")
+    for layer in compiled.manifest["layers"]:
+        first, last = layer["instructions"]
+        click.echo(f"{layer['name']:12} {layer['kind']:7} {layer['series']:14} {layer['passes']:6}  "
+                   f"{layer['n_active']:8}  seg{layer['segment']} {first}..{last}")
+    for op in compiled.manifest["host_ops"]:
+        click.echo(f"{op['name']:12} {op['kind']:7} (host)")
+    if chakra:
+        from compiler.trace import write_model_traces
+
+        paths = write_model_traces(compiled, chakra)
+        click.echo(f"wrote {len(paths)} Chakra trace(s): {paths[0]}")
+    click.echo(f"wrote {out}: {len(compiled.segments)} segment(s), "
+               f"{sum(s.prog_len for s in compiled.segments)} instructions")
+
+
+@cli.command("run")
+@click.argument("folder", type=click.Path(exists=True, file_okay=False))
+@click.option("--input", "inputs", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="inputs (.npy), [N, ...] in the model's input shape")
+@click.option("--sim", type=click.Choice(["iss", "verilator", "icarus"]), default="iss", show_default=True)
+@click.option("-o", "--out", default=None, type=click.Path(dir_okay=False), help="write the outputs (.npy)")
+@click.option("--compare", is_flag=True, help="also run the float model and the fake-quant reference")
+@click.option("--labels", default=None, type=click.Path(exists=True, dir_okay=False),
+              help="labels (.npy) for a top-1 figure")
+@click.option("--build-dir", default="sim_build", show_default=True)
+def run_command(folder, inputs, sim, out, compare, labels, build_dir):
+    """Run a compiled model on the ISS or the RTL; print where the time goes."""
+    import numpy as np
+
+    from compiler.model import load_compiled
+    from compiler.profile import layer_profile, profile_table
+    from compiler.sources import load_calibration
+
+    model = load_compiled(Path(folder))
+    x = load_calibration(inputs, tuple(model.graph.input_shape[1:]))
+    b = model.batch
+    if len(x) % b:
+        raise click.UsageError(f"{len(x)} inputs are not a whole number of batches of {b}")
+    batches = [x[k:k + b] for k in range(0, len(x), b)]
+    if sim == "iss":
+        outputs, results = model.run_many(batches)
+    else:
+        from verif.model_run import run_on_rtl
+
+        outputs, results = run_on_rtl(model, batches, sim=sim, build_root=build_dir)
+        _, iss_results = model.run_many(batches[:1])
+    y = np.concatenate(outputs)
+    first = [seg[0] for seg in (results if sim == "iss" else iss_results)]
+    click.echo(profile_table(layer_profile(model, first)))
+    if sim != "iss":
+        for k, seg in enumerate(results):
+            rtl, iss = seg[0]["counters"]["cycles"], seg[0]["iss_cycles"]
+            click.echo(f"segment {k} on {sim}: {rtl} cycles (ISS estimate {iss}, {100 * (iss / rtl - 1):+.1f}%); "
+                       f"every output byte and exact counter equal to the ISS's")
+    if compare:
+        ref = np.concatenate([model.reference(bx) for bx in batches])
+        click.echo(f"fake-quant reference: {'equal' if np.array_equal(ref, y) else 'DIFFERENT'} "
+                   f"(max |diff| {float(np.abs(ref - y).max()):.3g})")
+        from compiler.model import float_values
+        import torch
+
+        fl = float_values(model.graph, torch.from_numpy(x))[model.graph.output].numpy()
+        cos = float((fl * y).sum() / (np.linalg.norm(fl) * np.linalg.norm(y) + 1e-30))
+        click.echo(f"float model: cosine {cos:.5f}, max |diff| {float(np.abs(fl - y).max()):.4g}")
+        if labels:
+            lab = np.load(labels, allow_pickle=False)
+            click.echo(f"top-1: compiled {100 * float((y.argmax(1) == lab).mean()):.2f}%, "
+                       f"float {100 * float((fl.argmax(1) == lab).mean()):.2f}%")
+    elif labels:
+        lab = np.load(labels, allow_pickle=False)
+        click.echo(f"top-1: {100 * float((y.argmax(1) == lab).mean()):.2f}%")
+    if out:
+        _write_atomically(Path(out), _npy_bytes(y))
+        click.echo(f"wrote {out}")
+
+
+def _npy_bytes(array) -> bytes:
+    import io
+
+    import numpy as np
+
+    buf = io.BytesIO()
+    np.save(buf, array)
+    return buf.getvalue()
+
+
 if __name__ == "__main__":
     sys.exit(main())
