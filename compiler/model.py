@@ -173,14 +173,19 @@ def _machine_matrix(op: Op, w: np.ndarray, m: int, in_perm=None) -> np.ndarray:
     return full
 
 
-def _series_for(cfg: AcceleratorConfig, mat: np.ndarray, chosen: str | None) -> str:
+def _series_for(cfg: AcceleratorConfig, mat: np.ndarray, chosen: str | None, dense: bool = False) -> str:
+    """The weights' series: TASDER's choice, else the smallest N':M the layer already is,
+    else dense (the exact series of ceil(m / n) terms of the core's n:m)."""
     core = cfg.core
+    exact = "+".join([f"{core.n}:{core.m}"] * -(-core.m // core.n))
+    if dense:
+        return exact
     if chosen and chosen != "dense":
         return chosen
     for n in range(1, core.n + 1):
         if nm.is_nm(mat, n, core.m):
             return f"{n}:{core.m}"
-    return "+".join([f"{core.n}:{core.m}"] * -(-core.m // core.n))
+    return exact
 
 
 # ---------------------------------------------------------------------------- model
@@ -364,10 +369,11 @@ def _from_layout(cfg: AcceleratorConfig, blob: bytes, layout: dict) -> np.ndarra
 
 # --------------------------------------------------------------------------- compile
 def compile_model(exported, calib, config: AcceleratorConfig = AcceleratorConfig(), *, batch: int = 1,
-                  choices: dict | None = None, module=None, progress=None) -> CompiledModel:
+                  choices: dict | None = None, dense: bool = False) -> CompiledModel:
     """Compile ``exported`` (a ``torch.export`` program) for ``config``; ``calib`` is the
     calibration inputs (float, [N, ...]); ``choices`` optional TASD weight series per layer
-    name (as :func:`golden.tasder_search.search` returns them)."""
+    name (as :func:`golden.tasder_search.search` returns them); ``dense`` runs every layer
+    dense (the baseline the compressed programs are compared with)."""
     graph = from_exported(exported)
     calib = torch.as_tensor(np.asarray(calib), dtype=torch.float64)
     if calib.ndim != len(graph.input_shape) or tuple(calib.shape[1:]) != tuple(graph.input_shape[1:]):
@@ -392,7 +398,7 @@ def compile_model(exported, calib, config: AcceleratorConfig = AcceleratorConfig
         wq, ws = quantize_weights(op.params["weight"])
         in_perm = _flatten_perm(graph, op, cfg)
         mat = _machine_matrix(op, wq, cfg.m, in_perm)
-        series = _series_for(cfg, mat, (choices or {}).get(op.name))
+        series = _series_for(cfg, mat, (choices or {}).get(op.name), dense)
         values, indices, passes, n_active = _compress(cfg, mat, series)
         w_eff_mat = np.asarray(tasd.reconstruct(tasd.decompose(mat, series))).astype(np.int64)
         w_eff = _logical_weights(op, w_eff_mat, cfg.m, in_perm, wq.shape)

@@ -158,7 +158,7 @@ def demo_command(out):
 
 #: Benchmark name -> module of tessera.bench with run_bench(out, jobs) (imported when run).
 BENCHES = {"nm-core": ".bench.nm_core", "tasd": ".bench.tasd", "train-nm": ".bench.train_nm",
-           "accel": ".bench.accel",
+           "accel": ".bench.accel", "compile": ".bench.compile",
            "gear": ".bench.gear", "lp": ".bench.lp", "sushi": ".bench.sushi"}
 
 
