@@ -242,6 +242,8 @@ class Trace:
         if duration_micros < 0:
             raise CompileError(f"duration_micros must be >= 0, not {duration_micros!r}")
         merged = {"is_cpu_op": False, **(attrs or {})}
+        for key, value in merged.items():
+            _attr_kind(key, value)
         self.nodes.append(TraceNode(node_id, name, NodeType(type), data, ctrl, merged, int(duration_micros)))
         return node_id
 
@@ -306,21 +308,25 @@ def _varint(value: int) -> bytes:
             return bytes(out)
 
 
-def _set_attr(attr, name: str, value) -> None:
+def _attr_kind(name: str, value) -> str:
+    """The AttributeProto member ``value`` goes to (``int64``, ``bool_list``, ...), checked."""
     kind = ATTR_KINDS.get(name)
     if kind is None:                                   # not a convention: by Python type
-        if isinstance(value, bool):
-            kind = "bool"
-        elif isinstance(value, int):
-            kind = "int64"
-        elif isinstance(value, float):
-            kind = "double"
-        elif isinstance(value, str):
-            kind = "string"
-        elif isinstance(value, bytes):
-            kind = "bytes"
-        elif isinstance(value, (list, tuple)):
-            return _set_list_attr(attr, name, value)
+        if isinstance(value, (list, tuple)):
+            for kind, ok in (("bool", lambda v: isinstance(v, bool)),
+                             ("int64", lambda v: isinstance(v, int) and not isinstance(v, bool)),
+                             ("double", lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)),
+                             ("string", lambda v: isinstance(v, str))):
+                if all(ok(v) for v in value):
+                    if kind == "int64" and not all(_INT_RANGES["int64"][0] <= v <= _INT_RANGES["int64"][1]
+                                                   for v in value):
+                        break
+                    return f"{kind}_list"
+            raise CompileError(f"attribute {name!r}: a list must hold one type (bool, int64, float or str), "
+                               f"not {value!r}")
+        for kind, types in (("bool", bool), ("int64", int), ("double", float), ("string", str), ("bytes", bytes)):
+            if isinstance(value, types):
+                break
         else:
             raise CompileError(f"attribute {name!r} has a value of unsupported type: {value!r}")
     if kind in _INT_RANGES:
@@ -329,21 +335,15 @@ def _set_attr(attr, name: str, value) -> None:
             raise CompileError(f"attribute {name!r} must be an integer in [{lo}, {hi}] ({kind}), not {value!r}")
     elif kind == "bool" and not isinstance(value, bool):
         raise CompileError(f"attribute {name!r} must be a bool, not {value!r}")
-    setattr(attr, f"{kind}_val", value)
+    return kind
 
 
-def _set_list_attr(attr, name: str, values) -> None:
-    if all(isinstance(v, bool) for v in values):
-        kind = "bool"
-    elif all(isinstance(v, int) and not isinstance(v, bool) for v in values):
-        kind = "int64"
-    elif all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
-        kind = "double"
-    elif all(isinstance(v, str) for v in values):
-        kind = "string"
+def _set_attr(attr, name: str, value) -> None:
+    kind = _attr_kind(name, value)
+    if kind.endswith("_list"):
+        getattr(attr, kind).values.extend(value)
     else:
-        raise CompileError(f"attribute {name!r}: a list must hold one type, not {values!r}")
-    getattr(attr, f"{kind}_list").values.extend(values)
+        setattr(attr, f"{kind}_val", value)
 
 
 def encode(node: TraceNode):
@@ -405,7 +405,9 @@ def trace_path(prefix: str | os.PathLike, npu: int) -> Path:
 def write_traces(prefix: str | os.PathLike, traces: Iterable[Trace]) -> list[Path]:
     """Write ``PREFIX.<npu>.et`` for every trace (NPUs 0..N-1, each once); return the paths.
 
-    Each file is written to a temporary name and renamed, so a reader never sees half a file.
+    Each file is written to a temporary name and renamed, so a reader never sees half a
+    file; traces ``PREFIX.<N>.et``, ``PREFIX.<N+1>.et``, ... left by an earlier, larger set
+    are removed, so the set on disk is exactly the one written.
     """
     traces = sorted(traces, key=lambda t: t.npu)
     npus = [t.npu for t in traces]
@@ -415,6 +417,10 @@ def write_traces(prefix: str | os.PathLike, traces: Iterable[Trace]) -> list[Pat
     paths = [trace_path(prefix, t.npu) for t in traces]
     for path, blob in zip(paths, data):
         _atomic_write(path, blob)
+    stale = len(paths)
+    while trace_path(prefix, stale).exists():
+        trace_path(prefix, stale).unlink()
+        stale += 1
     return paths
 
 

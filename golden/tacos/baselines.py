@@ -78,10 +78,12 @@ class _Router:
 def ring_order(topology: Topology, budget: int | None = None) -> tuple[list[int], bool]:
     """An order of the NPUs for ring algorithms and whether it is a Hamiltonian cycle.
 
-    Tries NPU id order, then a Warnsdorff search (next: the unvisited neighbour with the
+    Takes the topology's own ring (generators know one), then NPU id order, then a Warnsdorff search (next: the unvisited neighbour with the
     fewest unvisited neighbours; bounded backtracking); falls back to depth-first order.
     """
     n = topology.npus
+    if topology.ring is not None:
+        return list(topology.ring), True
     out = [set(o) for o in topology.out_neighbours]
     if all((i + 1) % n in out[i] for i in range(n)):
         return list(range(n)), True

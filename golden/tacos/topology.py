@@ -98,11 +98,15 @@ class Topology:
         connected (every NPU reaches every other).
     name : str
         Where it came from (the generator spec or the file name).
+    ring : tuple of int, optional
+        A Hamiltonian cycle (an order of all NPUs, each linked to the next and the last to
+        the first) when the generator knows one; the ring baselines use it.
     """
 
     npus: int
     links: tuple[Link, ...]
     name: str = ""
+    ring: tuple[int, ...] | None = None
 
     def __post_init__(self):
         if isinstance(self.npus, bool) or not isinstance(self.npus, int) or self.npus < 2:
@@ -129,6 +133,14 @@ class Topology:
                 raise GoldenError(f"{self._where}link {link.src}->{link.dst} is listed twice")
             seen.add((link.src, link.dst))
         self._check_connected()
+        if self.ring is not None and not self.is_cycle(self.ring):
+            raise GoldenError(f"{self._where}ring {self.ring!r} is not a cycle through every NPU over links")
+
+    def is_cycle(self, order) -> bool:
+        """True when ``order`` visits every NPU once, each linked to the next (and the last to the first)."""
+        pairs = self.link_index
+        return (sorted(order) == list(range(self.npus))
+                and all((a, b) in pairs for a, b in zip(order, list(order[1:]) + [order[0]])))
 
     @property
     def _where(self) -> str:
@@ -187,7 +199,8 @@ class Topology:
     def transposed(self) -> "Topology":
         """The same network with every link reversed (for Reduce-Scatter synthesis)."""
         return Topology(self.npus, tuple(Link(l.dst, l.src, l.bandwidth, l.latency) for l in self.links),
-                        f"{self.name}^T" if self.name else "")
+                        f"{self.name}^T" if self.name else "",
+                        None if self.ring is None else tuple(reversed(self.ring)))
 
     def is_symmetric(self) -> bool:
         """True when every link has a reverse link of the same bandwidth and latency."""
@@ -352,12 +365,15 @@ def generate(spec: str, bandwidth: float = DEFAULT_BANDWIDTH_GBPS,
         raise GoldenError(f"topology {spec!r}: bandwidth must be > 0 GB/s, not {bandwidth!r}")
     seed = options.get("seed", 0)
 
+    ring = None
     if kind in ("mesh", "torus"):
         dims = _dims(shape, spec, (1, 2, 3))
         links = _both(_grid(dims, kind == "torus"), bandwidth, latency)
         n = int(np.prod(dims))
+        ring = _grid_cycle(dims, kind == "torus")
     else:
         (n,) = _dims(shape, spec, (1,))
+        ring = tuple(range(n))
         if kind == "ring":
             links = tuple(Link(i, (i + 1) % n, bandwidth, latency) for i in range(n)) if n > 1 else ()
         elif kind == "ring-bi":
@@ -367,16 +383,67 @@ def generate(spec: str, bandwidth: float = DEFAULT_BANDWIDTH_GBPS,
                 raise GoldenError(f"topology {spec!r}: a hypercube needs a power-of-two number of NPUs, not {n}")
             edges = [(i, i ^ (1 << k)) for i in range(n) for k in range(n.bit_length() - 1) if i < i ^ (1 << k)]
             links = _both(edges, bandwidth, latency)
+            ring = tuple(i ^ (i >> 1) for i in range(n))          # a Gray code
         elif kind == "switch":
             links = tuple(Link(a, b, bandwidth / max(n - 1, 1), latency)
                           for a in range(n) for b in range(n) if a != b)
         else:                                                   # random
             links = _both(_random_edges(n, options.get("degree", 3), seed, spec), bandwidth, latency)
+            ring = None
     if n < 2:
         raise GoldenError(f"topology {spec!r}: needs at least 2 NPUs, not {n}")
     if options.get("fail"):
         links = _fail(n, links, options["fail"], seed, spec)
-    return Topology(n, links, spec)
+    topology = Topology(n, links, spec)
+    if ring is not None and topology.is_cycle(ring):
+        topology = Topology(n, links, spec, ring)
+    return topology
+
+
+def _snake(dims) -> list[tuple[int, ...]]:
+    """Boustrophedon order of a grid's coordinates: consecutive ones are neighbours."""
+    if not dims:
+        return [()]
+    out = []
+    for i, rest in enumerate(_snake(dims[1:])):
+        xs = range(dims[0]) if i % 2 == 0 else range(dims[0] - 1, -1, -1)
+        out += [(x, *rest) for x in xs]
+    return out
+
+
+def _grid_cycle(dims, wrap: bool) -> tuple[int, ...] | None:
+    """A Hamiltonian cycle of a mesh (one even dimension needed) or torus, or None.
+
+    One dimension (``W`` wide) is the columns, the snake order of the others the rows
+    (``H`` of them, even): along row 0, then back and forth over columns 1..W-1 of rows
+    1..H-1, and home along column 0.
+    """
+    strides = [int(np.prod(dims[:k])) for k in range(len(dims))]
+    ident = lambda coords: sum(c * s for c, s in zip(coords, strides))    # noqa: E731
+    big = [k for k, d in enumerate(dims) if d > 1]
+    if len(big) == 1:
+        return tuple(range(int(np.prod(dims)))) if wrap or dims[big[0]] == 2 else None
+    for col in big:
+        others = [k for k in big if k != col]
+        rows = _snake([dims[k] for k in others])
+        if len(rows) % 2:
+            continue
+        width = dims[col]
+
+        def at(x, row):
+            coords = [0] * len(dims)
+            coords[col] = x
+            for k, v in zip(others, row):
+                coords[k] = v
+            return ident(coords)
+
+        cycle = [at(x, rows[0]) for x in range(width)]
+        for j in range(1, len(rows)):
+            xs = range(width - 1, 0, -1) if j % 2 else range(1, width)
+            cycle += [at(x, rows[j]) for x in xs]
+        cycle += [at(0, rows[j]) for j in range(len(rows) - 1, 0, -1)]
+        return tuple(cycle)
+    return None
 
 
 def _random_edges(n: int, degree: int, seed: int, spec: str) -> list[tuple[int, int]]:
@@ -421,9 +488,9 @@ def parse_topology(text: str, bandwidth: float = DEFAULT_BANDWIDTH_GBPS,
 
     ``bandwidth`` (GB/s) and ``latency`` (µs) apply to generated links; a file states its own.
     """
-    if text.split(":", 1)[0] in GENERATORS and not Path(text).exists():
-        return generate(text, bandwidth, latency)
     if Path(text).exists():
         return load_topology(text)
+    if text.split(":", 1)[0] in GENERATORS or re.fullmatch(r"[a-z-]+:.*", text):
+        return generate(text, bandwidth, latency)
     raise GoldenError(f"topology {text!r} is neither a file nor a generator spec "
                       f"({', '.join(g + ':...' for g in GENERATORS)})")
