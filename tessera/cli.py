@@ -175,15 +175,17 @@ def tacos_command(topology, collective, chunks, chunk_bytes, seed, policy, bandw
 
     Writes the schedule (JSON) and one Chakra trace of sends and receives per NPU.
     """
-    from compiler.collectives import write_schedule_traces
+    from compiler.chakra import write_traces
+    from compiler.collectives import schedule_traces
     from golden.tacos import check, lower_bound_ps, parse_topology, synthesize
 
     topo = parse_topology(topology, bandwidth, latency)
     schedule = synthesize(topo, collective, chunks, chunk_bytes, seed=seed, policy=policy)
     report = check(schedule, topo)
     bound = lower_bound_ps(topo, collective, chunks, chunk_bytes) / 1e6
+    per_npu = schedule_traces(schedule, topo)                # everything built before anything is written
     path = schedule.write(Path(out) / "schedule.json")
-    traces = write_schedule_traces(schedule, Path(out) / "trace", topo)
+    traces = write_traces(Path(out) / "trace", per_npu)
     click.echo(f"{collective} on {topo.name} ({topo.npus} NPUs, {len(topo.links)} links), {chunks} x "
                f"{chunk_bytes} B per NPU: {report.time_us:.3f} us ({report.transfers} transfers; "
                f"lower bound {bound:.3f} us)")

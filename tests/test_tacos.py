@@ -4,6 +4,8 @@ import json
 import math
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from compiler import CompileError
 from compiler.chakra import NodeType, read_traces
@@ -323,3 +325,29 @@ def test_cli_tacos_writes_schedule_and_traces(tmp_path, capsys):
                  "-o", str(tmp_path / "x")]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "disconnected" in err and not (tmp_path / "x").exists()
+
+
+@settings(max_examples=25, deadline=None)
+@given(npus=st.integers(2, 9), extra=st.integers(0, 8), seed=st.integers(0, 2**16), chunks=st.integers(1, 3),
+       collective=st.sampled_from(COLLECTIVES), policy=st.sampled_from(["random", "fifo"]))
+def test_random_heterogeneous_networks(npus, extra, seed, chunks, collective, policy):
+    """Any connected network with links of mixed bandwidth and latency (a random spanning tree
+    plus random links, each direction drawn on its own): the schedule is valid, above the
+    bound, replays from its traces to its own time, and the seed fixes it."""
+    import random
+
+    rng = random.Random(seed)
+    order = list(range(npus))
+    rng.shuffle(order)
+    pairs = {tuple(sorted((order[i], order[rng.randrange(i)]))) for i in range(1, npus)}
+    for _ in range(extra):
+        a, b = rng.sample(range(npus), 2)
+        pairs.add((min(a, b), max(a, b)))
+    links = tuple(Link(a, b, rng.choice([12.5, 25.0, 50.0, 100.0]), rng.choice([0.0, 0.5, 2.0]))
+                  for pair in sorted(pairs) for a, b in (pair, pair[::-1]))
+    topo = Topology(npus, links)
+    s = synthesize(topo, collective, chunks, 65536, seed=seed, policy=policy)
+    assert check(s, topo).redundant == 0
+    assert s.time_ps >= lower_bound_ps(topo, collective, chunks, 65536)
+    assert replay_ps(schedule_traces(s, topo), topo) == s.time_ps
+    assert synthesize(topo, collective, chunks, 65536, seed=seed, policy=policy) == s

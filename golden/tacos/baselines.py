@@ -78,8 +78,9 @@ class _Router:
 def ring_order(topology: Topology, budget: int | None = None) -> tuple[list[int], bool]:
     """An order of the NPUs for ring algorithms and whether it is a Hamiltonian cycle.
 
-    Takes the topology's own ring (generators know one), then NPU id order, then a Warnsdorff search (next: the unvisited neighbour with the
-    fewest unvisited neighbours; bounded backtracking); falls back to depth-first order.
+    Takes the topology's own ring (generators know one), then NPU id order, then a
+    Warnsdorff search (next: the unvisited neighbour with the fewest unvisited neighbours;
+    bounded backtracking); falls back to depth-first order.
     """
     n = topology.npus
     if topology.ring is not None:

@@ -156,7 +156,8 @@ def synthesize(topology: Topology, collective: str, chunks: int, chunk_bytes: in
         return synthesize_all_gather(topology, chunks, chunk_bytes, np.random.default_rng([seed, 0]), policy)
 
     def scatter():
-        ag = synthesize_all_gather(topology.transposed(), chunks, chunk_bytes, np.random.default_rng([seed, 1]), policy)
+        ag = synthesize_all_gather(topology.transposed(), chunks, chunk_bytes,
+                                   np.random.default_rng([seed, 1]), policy)
         return asap(mirror(ag, "reduce-scatter"))
 
     if collective == "all-gather":

@@ -122,7 +122,8 @@ class Topology:
                 raise GoldenError(f"{self._where}link {link.src}->{link.dst} joins an NPU to itself")
             for what, v in (("bandwidth", link.bandwidth), ("latency", link.latency)):
                 if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-                    raise GoldenError(f"{self._where}link {link.src}->{link.dst}: {what} must be a finite number, not {v!r}")
+                    raise GoldenError(f"{self._where}link {link.src}->{link.dst}: {what} must be a finite "
+                                      f"number, not {v!r}")
             if link.bandwidth <= 0:
                 raise GoldenError(f"{self._where}link {link.src}->{link.dst}: bandwidth must be > 0 GB/s, "
                                   f"not {link.bandwidth!r}")
@@ -204,8 +205,8 @@ class Topology:
 
     def is_symmetric(self) -> bool:
         """True when every link has a reverse link of the same bandwidth and latency."""
-        return all((r := self.link(l.dst, l.src)) is not None and (r.bandwidth, r.latency) == (l.bandwidth, l.latency)
-                   for l in self.links)
+        return all((r := self.link(l.dst, l.src)) is not None
+                   and (r.bandwidth, r.latency) == (l.bandwidth, l.latency) for l in self.links)
 
     def to_yaml(self) -> str:
         """The topology in the file format (every link explicit)."""
@@ -261,8 +262,8 @@ def topology_from_dict(doc, name: str = "") -> Topology:
         at = f"{where}, link #{i}"
         if isinstance(item, list):
             if not 2 <= len(item) <= 4:
-                raise GoldenError(f"{at}: expected [src, dst], [src, dst, bandwidth] or [src, dst, bandwidth, latency], "
-                                  f"not {item!r}")
+                raise GoldenError(f"{at}: expected [src, dst], [src, dst, bandwidth] or "
+                                  f"[src, dst, bandwidth, latency], not {item!r}")
             src, dst = (_integer(v, k, at) for v, k in zip(item[:2], ("src", "dst")))
             bw = _number(item[2], "bandwidth", at) if len(item) > 2 else bandwidth
             lat = _number(item[3], "latency", at) if len(item) > 3 else latency
@@ -304,7 +305,8 @@ def _dims(shape: str, spec: str, ndims: tuple[int, ...]) -> tuple[int, ...]:
         raise GoldenError(f"topology {spec!r}: shape must look like 4x4 or 4x4x4, not {shape!r}")
     dims = tuple(int(v) for v in shape.split("x"))
     if len(dims) not in ndims:
-        raise GoldenError(f"topology {spec!r}: expected {' or '.join(f'{n}-D' for n in ndims)} shape, not {shape!r}")
+        want = " or ".join(f"{n}-D" for n in ndims)
+        raise GoldenError(f"topology {spec!r}: expected a {want} shape, not {shape!r}")
     if any(d < 1 for d in dims):
         raise GoldenError(f"topology {spec!r}: every dimension must be >= 1, not {shape!r}")
     return dims
