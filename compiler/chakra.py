@@ -40,13 +40,14 @@ from __future__ import annotations
 
 import enum
 import os
-import tempfile
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import Iterable, Mapping
 
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+
+from golden.files import atomic_write
 
 from . import CompileError
 
@@ -385,18 +386,6 @@ def trace_bytes(trace: Trace, version: str = SCHEMA_VERSION) -> bytes:
     return b"".join(_varint(len(p)) + p for p in parts)
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def trace_path(prefix: str | os.PathLike, npu: int) -> Path:
     """``PREFIX.<npu>.et``."""
     return Path(f"{os.fspath(prefix)}.{npu}.et")
@@ -416,7 +405,7 @@ def write_traces(prefix: str | os.PathLike, traces: Iterable[Trace]) -> list[Pat
     data = [trace_bytes(t) for t in traces]           # encode all before writing any
     paths = [trace_path(prefix, t.npu) for t in traces]
     for path, blob in zip(paths, data):
-        _atomic_write(path, blob)
+        atomic_write(path, blob)
     stale = len(paths)
     while trace_path(prefix, stale).exists():
         trace_path(prefix, stale).unlink()

@@ -21,12 +21,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
 from .. import GoldenError
+from ..files import atomic_write
 from .topology import PS_PER_US
 
 COLLECTIVES = ("all-gather", "reduce-scatter", "all-reduce")
@@ -91,21 +91,15 @@ class Schedule:
 
     def write(self, path: str | os.PathLike) -> Path:
         """Write ``schedule.json`` atomically (temporary file, then rename)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w") as f:
-                f.write(self.to_json())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return path
+        return atomic_write(path, self.to_json())
 
     @classmethod
     def from_dict(cls, doc: dict, chunk_bytes: int = 0) -> "Schedule":
-        """Read ``schedule.json`` back (times rounded to ps; chunks per NPU from the chunk ids)."""
+        """Read ``schedule.json`` back (times rounded to ps; chunks per NPU from the chunk ids).
+
+        ``chunk_bytes``: the chunk size it was made for (the file does not say; 0: unknown,
+        and :func:`.check.check` then checks durations against no link time).
+        """
         try:
             npus, collective = int(doc["npus"]), check_collective(doc["collective"])
             transfers = [Transfer(int(t["chunk"]), int(t["src"]), int(t["dst"]),

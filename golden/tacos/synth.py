@@ -27,8 +27,9 @@ Which chunk a link takes (``policy``):
 - ``fifo`` (a refinement measured in ``tessera bench tacos``): the candidate that has
   been waiting longest at ``s`` (arrived there first), then the one fewest NPUs hold or
   receive, then uniformly. Forwarding in arrival order pipelines the chunks the way a ring
-  does: on rings, tori and hypercubes with several chunks per NPU it reaches the ingress
-  lower bound where the random choice stays one or two link times above it.
+  does: with several chunks per NPU it meets the ingress lower bound on rings (and, with 4
+  chunks per NPU, on the 4x4 torus and the 16-NPU hypercube) where the random choice stays
+  one to three link times above it.
 
 Reduce-Scatter and All-Reduce
 -----------------------------
