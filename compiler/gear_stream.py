@@ -16,28 +16,22 @@ a row's pairs on the beat just before it, and only when they change (every
 ``group_size`` rows for K tiles, every row for V tiles). The program's first row gets a
 beat of its own for that (one extra beat per program), unless it already has a ``more``
 beat before it. Words are packed with the hardware's own
-layouts (:func:`hw.gear_unit.row_layout` etc.), so there is no second encoder to drift.
-The integers come from :func:`golden.gear.to_fixed` (use :func:`fixed_format` to build
-its format from the unit's config) or from any :class:`golden.gear.GearFixed`.
+layouts (:func:`spec.gear_unit.row_layout` etc.), so there is no second encoder to drift.
+The integers come from :func:`golden.gear.to_fixed` (a unit computes in its config's
+``fixed_format``) or from any :class:`golden.gear.GearFixed`.
 """
 
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from golden.gear import FixedFormat, GearFixed
-from hw.gear_unit import GearUnitConfig, factor_layout, out_layout, row_layout
+from golden.gear import GearFixed
+from spec.gear_unit import GearUnitConfig, factor_layout, out_layout, row_layout
+from spec.packing import pack
 
 from . import CompileError
 
-__all__ = ["GearProgram", "fixed_format", "lower", "unpack_output"]
-
-
-def fixed_format(config: GearUnitConfig) -> FixedFormat:
-    """The golden fixed-point format that ``config``'s unit computes in."""
-    return FixedFormat(frac_bits=config.frac_bits, scale_width=config.scale_width,
-                       zero_width=config.zero_width, factor_width=config.factor_width,
-                       out_width=config.out_width, factor_frac=config.factor_frac)
+__all__ = ["GearProgram", "lower", "unpack_output"]
 
 
 @dataclass(frozen=True)
@@ -52,7 +46,7 @@ class GearProgram:
     factors : list of dict
         ``factors`` payloads, one per tile (empty when ``config.rank == 0``).
     rows : list of dict
-        Row-stream payloads in order (fields of :func:`hw.gear_unit.row_layout`).
+        Row-stream payloads in order (fields of :func:`spec.gear_unit.row_layout`).
     tiles : list of (batch, head)
         The tiles in stream order.
     shape : (batch, heads, tokens, head_dim) of the whole tensor
@@ -74,11 +68,11 @@ class GearProgram:
 
     def packed_rows(self) -> list[int]:
         layout = row_layout(self.config)
-        return [layout.const(r).as_bits() for r in self.rows]
+        return [pack(layout, r, f"row beat {k}") for k, r in enumerate(self.rows)]
 
     def packed_factors(self) -> list[int]:
         layout = factor_layout(self.config)
-        return [layout.const(f).as_bits() for f in self.factors]
+        return [pack(layout, f, f"factor beat {k}") for k, f in enumerate(self.factors)]
 
     def assemble(self, transfers: list[list[int]]) -> np.ndarray:
         """Place the output rows into ``y[batch, heads, tokens, head_dim]`` (int64); tiles

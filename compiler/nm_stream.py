@@ -11,15 +11,21 @@ streamed in this order (the order :func:`golden.nm.cycles` prices)::
 
 and every ``last`` beat yields one output transfer holding that block's ``rows`` results
 for column ``c``. Words are packed with the hardware's own payload layouts
-(:func:`hw.nm_core.beat_layout`), so there is no second encoder to drift.
+(:func:`spec.nm_core.beat_layout`) through :func:`spec.packing.pack`, so there is no
+second encoder to drift, and every value is range-checked against its field before it
+is packed: an activation of 300, a float, or an index >= m is a :class:`CompileError`,
+never a silently truncated word.
 """
 
 from dataclasses import dataclass
 
 import numpy as np
+from amaranth.hdl import signed, unsigned
 
 from golden import GoldenError, nm, tasd
-from hw.nm_core import NMCoreConfig, beat_layout, out_layout
+from spec import SpecError
+from spec.nm_core import NMCoreConfig, beat_layout, out_layout
+from spec.packing import check_array, pack
 
 from . import CompileError
 
@@ -34,7 +40,7 @@ class NMProgram:
     -------
     config : NMCoreConfig
     beats : list of dict
-        Input-stream payloads in order (fields of :func:`hw.nm_core.beat_layout`).
+        Input-stream payloads in order (fields of :func:`spec.nm_core.beat_layout`).
     outputs : list of (row_block, column)
         What each output transfer holds, in order.
     out_rows, cols : int
@@ -52,7 +58,7 @@ class NMProgram:
 
     def packed_beats(self) -> list[int]:
         layout = beat_layout(self.config)
-        return [layout.const(beat).as_bits() for beat in self.beats]
+        return [pack(layout, beat, f"beat {k}") for k, beat in enumerate(self.beats)]
 
     def assemble(self, transfers: list[list[int]]) -> np.ndarray:
         """Place the row results of each output transfer into ``Y[out_rows, cols]``."""
@@ -77,14 +83,18 @@ def lower_matmul(config: NMCoreConfig, values, indices, x, *, n: int | None = No
     ``n`` by receiving the decompressed groups.
     """
     n = config.n if n is None else n
-    v, idx = np.asarray(values), np.asarray(indices)
+    try:
+        v = check_array("weight", values, signed(config.width))
+        idx = check_array("index", indices, unsigned(config.index_width))
+        a = check_array("activation", x, signed(config.width))
+    except SpecError as exc:
+        raise CompileError(str(exc)) from None
     if not 1 <= n <= config.n:
         raise CompileError(f"{n}:{config.m} weights cannot run on a {config.n}:{config.m} core "
                            f"(n must be 1..{config.n})")
     if v.ndim != 3 or v.shape[-1] != n or idx.shape != v.shape:
         raise CompileError(f"values and indices must have shape [rows, groups, n={n}], "
                            f"got {v.shape} and {idx.shape}")
-    a = np.asarray(x)
     if a.ndim == 1:
         a = a[:, None]
     out_rows, groups = v.shape[0], v.shape[1]
@@ -134,8 +144,9 @@ def lower_matmul(config: NMCoreConfig, values, indices, x, *, n: int | None = No
 
 
 def pack_beat(config: NMCoreConfig, beat: dict) -> int:
-    """Pack one beat (fields of :func:`hw.nm_core.beat_layout`) into its payload bits."""
-    return beat_layout(config).const(beat).as_bits()
+    """Pack one beat (fields of :func:`spec.nm_core.beat_layout`) into its payload bits,
+    every field range-checked (:func:`spec.packing.pack`)."""
+    return pack(beat_layout(config), beat, "beat")
 
 
 def unpack_output(config: NMCoreConfig, bits: int) -> list[int]:

@@ -4,8 +4,8 @@ memory image.
 :class:`golden.sushi.SushiSched` (or any policy of :func:`golden.sushi.serve` that runs on
 the buffer) produces a list of :class:`golden.sushi.Command`; this module packs each into
 the buffer's request word with the hardware's own layout
-(:func:`hw.sgs_buffer.request_layout`) and packs every weight block of a SuperNet into
-``block_words`` words (:func:`hw.sgs_buffer.word_layout`: the block's int8 weights in
+(:func:`spec.sgs_buffer.request_layout`) and packs every weight block of a SuperNet into
+``block_words`` words (:func:`spec.sgs_buffer.word_layout`: the block's int8 weights in
 order, four per 32-bit word with weight 0 in the low byte) -- the content the off-chip
 memory returns for a fetch.
 """
@@ -13,7 +13,14 @@ memory returns for a fetch.
 import numpy as np
 
 from golden.sushi import Command, SubNetSpace
-from hw.sgs_buffer import Op, SGSBufferConfig, read_layout, request_layout, word_layout
+from spec.packing import pack
+from spec.sgs_buffer import (
+    Op,
+    SGSBufferConfig,
+    read_layout,
+    request_layout,
+    word_layout,
+)
 
 from . import CompileError
 
@@ -48,7 +55,7 @@ def pack_request(config: SGSBufferConfig, command: Command, *, n_blocks: int | N
     elif not 0 <= slot < config.tags:
         raise CompileError(f"{command.op} names slot {slot}, outside the persistent region "
                            f"(tags={config.tags}: slots 0..{config.tags - 1})")
-    return request_layout(config).const({"op": OPS[command.op], "block": block, "slot": slot}).as_bits()
+    return pack(request_layout(config), {"op": OPS[command.op], "block": block, "slot": slot}, "request")
 
 
 def pack_requests(config: SGSBufferConfig, commands, *, n_blocks: int | None = None) -> list[int]:
@@ -64,7 +71,7 @@ def pack_block(config: SGSBufferConfig, values) -> list[int]:
         raise CompileError(f"weights must be int8, got values in [{v.min()}, {v.max()}]")
     layout = word_layout(config)
     per_word = config.word_bytes
-    return [layout.const([int(x) for x in v[w * per_word:(w + 1) * per_word]]).as_bits()
+    return [pack(layout, [int(x) for x in v[w * per_word:(w + 1) * per_word]], f"word {w}")
             for w in range(config.block_words)]
 
 

@@ -41,7 +41,8 @@ value, flat position inside its tile) and ``16 * rank * (tokens + head_dim)`` pe
 
 Fixed-point path (:func:`to_fixed`): what the hardware reconstruction unit
 (``hw/gear_unit.py``) computes, bit for bit, with the widths of a
-:class:`FixedFormat`. Values are integers in units of ``2**-F`` of the *output* LSB
+:class:`spec.gear_unit.GearFixedFormat`. Values are integers in units of ``2**-F`` of the
+*output* LSB
 (``F = frac_bits``); the output is ``out_width``-bit two's complement (int8 by default,
 the tensor core's activation format) with one float scale
 ``s_out = max(|x_hat|, |D|) / (2**(out_width - 1) - 1)`` per (batch, head, channel), the
@@ -82,10 +83,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from spec.gear_unit import GearFixedFormat
+from spec.numerics import round_half_up, saturate, shift_round_half_up
+
 from . import GoldenError
+from .arrays import to_numpy
 
 __all__ = ["SUPPORTED_BITS", "AXES", "OUTLIER_SCOPES", "GearCompressed", "compress", "kivi",
-           "relative_error", "FixedFormat", "GearFixed", "to_fixed", "random_fixed", "GearCache",
+           "relative_error", "GearFixed", "to_fixed", "random_fixed", "GearCache",
            "cycles"]
 
 #: Code widths the golden model accepts (the hardware unit runs 2 and 4 at run time).
@@ -98,12 +103,6 @@ OUTLIER_SCOPES = ("tile", "row")
 FLOAT_BITS = 16
 
 
-def _to_numpy(x) -> np.ndarray:
-    if type(x).__module__.split(".")[0] == "torch":
-        return x.detach().cpu().numpy()
-    return np.asarray(x)
-
-
 def _fp16(a: np.ndarray) -> np.ndarray:
     """Round to the nearest fp16 and return as float64 (overflow saturates to +-65504)."""
     return np.clip(a, -65504.0, 65504.0).astype(np.float16).astype(np.float64)
@@ -112,7 +111,7 @@ def _fp16(a: np.ndarray) -> np.ndarray:
 def relative_error(x, x_hat) -> float:
     """Relative Frobenius error ``||x_hat - x|| / ||x||`` (0 for an all-zero ``x`` that
     is reproduced exactly)."""
-    a, b = _to_numpy(x).astype(np.float64), _to_numpy(x_hat).astype(np.float64)
+    a, b = to_numpy(x).astype(np.float64), to_numpy(x_hat).astype(np.float64)
     norm = np.linalg.norm(a)
     diff = np.linalg.norm(b - a)
     if norm == 0:
@@ -129,7 +128,7 @@ def _check_int(name, value, lo, hi=None):
 
 
 def _check_tensor(x) -> np.ndarray:
-    a = _to_numpy(x)
+    a = to_numpy(x)
     if a.ndim != 4:
         raise GoldenError(f"expected x of shape (batch, heads, tokens, head_dim), got shape {a.shape}")
     if not (np.issubdtype(a.dtype, np.floating) or np.issubdtype(a.dtype, np.integer)):
@@ -360,26 +359,6 @@ def kivi(x, bits: int, group_size: int, axis: str = "channel") -> GearCompressed
 # --------------------------------------------------------------------------------------
 # Fixed-point path: the arithmetic of the hardware reconstruction unit.
 
-@dataclass(frozen=True)
-class FixedFormat:
-    """Widths of the hardware unit's fixed-point fields (see the module docstring).
-
-    Any object with these attributes (``hw.gear_unit.GearUnitConfig`` has them) can be
-    passed where a format is expected.
-    """
-
-    frac_bits: int = 4
-    scale_width: int = 12
-    zero_width: int = 16
-    factor_width: int = 5
-    out_width: int = 8
-    factor_frac: int = 3
-
-
-def _round_half_up(a: np.ndarray) -> np.ndarray:
-    return np.floor(a + 0.5).astype(np.int64)
-
-
 def _saturate(a: np.ndarray, lo: int, hi: int) -> tuple[np.ndarray, int]:
     clipped = np.clip(a, lo, hi)
     return clipped, int(np.count_nonzero(clipped != a))
@@ -422,8 +401,7 @@ class GearFixed:
         """The hardware's output integers [batch, heads, tokens, head_dim]."""
         f, w = self.fmt.frac_bits, self.fmt.out_width
         acc = self.accumulate()
-        y = (acc + ((1 << (f - 1)) if f else 0)) >> f
-        y = np.clip(y, -(1 << (w - 1)), (1 << (w - 1)) - 1)
+        y = saturate(shift_round_half_up(acc, f), w)
         bsz, h, t, d = y.shape
         y = y.reshape(bsz, h, t * d)
         np.put_along_axis(y, self.outlier_pos, self.outlier_val, axis=-1)
@@ -491,7 +469,7 @@ def _check_format(fmt):
     _check_int("factor_frac", fmt.factor_frac, 0, fmt.frac_bits)
 
 
-def to_fixed(comp: GearCompressed, fmt=FixedFormat(), out_group: int = 1) -> GearFixed:
+def to_fixed(comp: GearCompressed, fmt=GearFixedFormat(), out_group: int = 1) -> GearFixed:
     """Convert ``comp`` to the hardware unit's integer formats (module docstring).
 
     The output LSB ``s_out`` is chosen per (batch, head) and per group of ``out_group``
@@ -519,9 +497,9 @@ def to_fixed(comp: GearCompressed, fmt=FixedFormat(), out_group: int = 1) -> Gea
     unit = 1 << f
     saturated = {}
 
-    s = _round_half_up(comp._expand(comp.scale) / lane * unit)
+    s = round_half_up(comp._expand(comp.scale) / lane * unit)
     s, saturated["scale"] = _saturate(s, 0, (1 << fmt.scale_width) - 1)
-    z = _round_half_up(comp._expand(comp.zero) / lane * unit)
+    z = round_half_up(comp._expand(comp.zero) / lane * unit)
     zlim = 1 << (fmt.zero_width - 1)
     z, saturated["zero"] = _saturate(z, -zlim, zlim - 1)
 
@@ -537,8 +515,8 @@ def to_fixed(comp: GearCompressed, fmt=FixedFormat(), out_group: int = 1) -> Gea
             # If the product does not fit even when balanced, A uses its full range and
             # B saturates (counted in `saturated`).
             c = np.where(amax * c > flim, flim / np.where(amax > 0, amax, 1.0), c)
-        a = _round_half_up(comp.factor_a * c[:, :, None, :])
-        bq = _round_half_up(b_units / c[:, :, :, None])
+        a = round_half_up(comp.factor_a * c[:, :, None, :])
+        bq = round_half_up(b_units / c[:, :, :, None])
         a, saturated["factor_a"] = _saturate(a, -flim, flim)
         bq, saturated["factor_b"] = _saturate(bq, -flim, flim)
     else:
@@ -546,13 +524,13 @@ def to_fixed(comp: GearCompressed, fmt=FixedFormat(), out_group: int = 1) -> Gea
         bq = np.zeros((bsz, h, 0, d), dtype=np.int64)
 
     channel = comp.outlier_pos % d
-    ov = _round_half_up(comp.outlier_val / np.take_along_axis(out_scale, channel, axis=-1))
+    ov = round_half_up(comp.outlier_val / np.take_along_axis(out_scale, channel, axis=-1))
     ov, saturated["outliers"] = _saturate(ov, -qmax - 1, qmax)
     return GearFixed(comp, fmt, out_scale, comp.codes.astype(np.int64), s, z, a, bq,
                      comp.outlier_pos.copy(), ov, saturated)
 
 
-def random_fixed(rng: np.random.Generator, shape, rank: int, fmt=FixedFormat(), bits: int = 4,
+def random_fixed(rng: np.random.Generator, shape, rank: int, fmt=GearFixedFormat(), bits: int = 4,
                  max_outliers: int = 8, extreme: bool = False) -> GearFixed:
     """Random integer tiles in ``fmt`` (no float source), for exercising the hardware.
 
@@ -682,7 +660,7 @@ def cycles(config, outliers_per_row) -> int:
     """Cycles the reconstruction unit takes for one tile, at full rate.
 
     ``config`` is any object with ``outlier_slots`` and ``latency`` (the unit's
-    :class:`hw.gear_unit.GearUnitConfig`); ``outliers_per_row`` lists the rows of the
+    :class:`spec.gear_unit.GearUnitConfig`); ``outliers_per_row`` lists the rows of the
     program (one tile or several back to back) in stream order. A row with ``k``
     outliers takes ``max(1, ceil(k / outlier_slots))`` input beats, and the first row
     needs one more beat to load its scale/zero pairs unless it already has several

@@ -19,7 +19,6 @@ any other layer with parameters raises :class:`GoldenError` naming it.
 
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn

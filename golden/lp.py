@@ -76,13 +76,15 @@ The lanes of the PE are summed in the same wrap-around arithmetic, so
 from __future__ import annotations
 
 import functools
-import math
 
 import numpy as np
 
+from spec import SpecError
+from spec.numerics import lp_exp2_table, lp_frac_bits, wrap
+
 from . import GoldenError
 
-__all__ = ["LPFormat", "exp2_table", "fixed_products", "fixed_dot", "log_fraction_bits",
+__all__ = ["LPFormat", "exp2_table", "fixed_products", "fixed_dot",
            "MIN_N", "MAX_N", "MAX_ES", "MAX_SF"]
 
 MIN_N, MAX_N, MAX_ES = 3, 16, 3
@@ -96,18 +98,12 @@ def _check_int(name, value):
     return int(value)
 
 
-def log_fraction_bits(n: int, es: int, rs: int) -> int:
-    """F: the widest fraction of any code, and the fraction bits of the fixed-point log."""
-    lmin = 1 if rs == 1 else 2
-    return max(n - 1 - lmin - es, 0)
-
-
 @functools.lru_cache(maxsize=None)
 def _field_table(n: int, es: int, rs: int):
     """Per code: (sign, zero, nar, k, e, frac, fw) as int64 arrays of length 2**n."""
     nb = n - 1
     size = 1 << n
-    F = log_fraction_bits(n, es, rs)
+    F = lp_frac_bits(n, es, rs)
     sign = np.zeros(size, np.int64)
     zero = np.zeros(size, bool)
     nar = np.zeros(size, bool)
@@ -195,7 +191,7 @@ class LPFormat:
     @property
     def frac_bits(self) -> int:
         """F, the fraction bits of the fixed-point log (see the module docstring)."""
-        return log_fraction_bits(self.n, self.es, self.rs)
+        return lp_frac_bits(self.n, self.es, self.rs)
 
     @property
     def nar_code(self) -> int:
@@ -299,45 +295,14 @@ class LPFormat:
         return self._values[self.encode(x, nonfinite)]
 
 
-def _round_exp2(j: int, F: int, tb: int) -> int:
-    """round(2^(j / 2^F) * 2^tb), exactly (integer comparisons, no float error)."""
-    guess = int(math.floor(2.0 ** (j / (1 << F)) * (1 << tb) + 0.5))
-    # m is right when (2m-1)^(2^F) <= 2^(j + (tb+1) 2^F) < (2m+1)^(2^F); ties only at j=0.
-    target = 1 << (j + (tb + 1) * (1 << F))
-    m = guess
-    while (2 * m - 1) ** (1 << F) > target:
-        m -= 1
-    while (2 * m + 1) ** (1 << F) <= target:
-        m += 1
-    return m
-
-
-@functools.lru_cache(maxsize=None)
-def _exp2_table(F: int, tb: int) -> tuple[int, ...]:
-    return tuple(_round_exp2(j, F, tb) for j in range(1 << F))
-
-
 def exp2_table(frac_bits: int, table_bits: int) -> np.ndarray:
-    """The PE's 2^frac table: entry j is ``round(2^(j / 2^frac_bits) * 2^table_bits)``
-    (round to nearest; exact integer arithmetic), an int64 array of ``2^frac_bits``."""
-    F = _check_int("frac_bits", frac_bits)
-    tb = _check_int("table_bits", table_bits)
-    if not 0 <= F <= 14:
-        raise GoldenError(f"frac_bits must be in 0..14, not frac_bits={F}")
-    if not 1 <= tb <= 24:
-        raise GoldenError(f"table_bits must be in 1..24, not table_bits={tb}")
-    return np.array(_exp2_table(F, tb), dtype=np.int64)
-
-
-def _wrap(x, bits: int) -> np.ndarray:
-    """Two's-complement wrap of integer values (taken mod 2^64) to ``bits`` (<= 64) bits,
-    as int64."""
-    u = np.asarray(x).astype(np.uint64)
-    if bits < 64:
-        low = np.uint64((1 << bits) - 1)
-        u = u & low
-        u = np.where(u >> np.uint64(bits - 1) == 1, u | ~low, u)    # sign-extend
-    return u.astype(np.int64)
+    """The PE's 2^frac table (:func:`spec.numerics.lp_exp2_table`) as an int64 array:
+    entry j is ``round(2^(j / 2^frac_bits) * 2^table_bits)`` (to nearest; exact)."""
+    try:
+        return np.array(lp_exp2_table(_check_int("frac_bits", frac_bits),
+                                      _check_int("table_bits", table_bits)), dtype=np.int64)
+    except SpecError as exc:
+        raise GoldenError(str(exc)) from None
 
 
 def _check_pair(fmt_w: LPFormat, fmt_a: LPFormat, table_bits, acc_width, acc_frac, prod_width):
@@ -387,7 +352,7 @@ def fixed_products(fmt_w: LPFormat, w, fmt_a: LPFormat, a, *, table_bits: int,
     prod = np.where((fw["sign"] ^ fa["sign"]) == 1, -mag, mag)
     nar = fw["nar"] | fa["nar"]
     prod = np.where(fw["zero"] | fa["zero"] | nar, 0, prod)
-    return _wrap(prod, aw), nar
+    return wrap(prod, aw), nar
 
 
 def fixed_dot(fmt_w: LPFormat, w, fmt_a: LPFormat, a, *, table_bits: int, acc_width: int,
@@ -402,4 +367,4 @@ def fixed_dot(fmt_w: LPFormat, w, fmt_a: LPFormat, a, *, table_bits: int, acc_wi
     if prods.ndim == 0:
         raise GoldenError("fixed_dot needs arrays with a reduction (last) axis")
     total = prods.astype(np.uint64).sum(axis=-1, dtype=np.uint64)  # wraps mod 2^64
-    return _wrap(total, acc_width), nar.any(axis=-1)
+    return wrap(total, acc_width), nar.any(axis=-1)

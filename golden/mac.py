@@ -25,14 +25,13 @@ import functools
 
 import numpy as np
 
+from spec.numerics import FP8_EXP_OFFSET, FP8_MAX, FP8_NAN, fp8_fields, wrap
+
 from . import GoldenError
-from .lp import _wrap
 
 __all__ = ["int8_dot", "fp8_decode", "fp8_encode", "fp8_products", "fp8_dot", "pe_cycles",
            "FP8_MAX", "FP8_NAN"]
 
-FP8_MAX = 448.0
-FP8_NAN = 0x7F
 
 
 def _ints(name, x, lo, hi) -> np.ndarray:
@@ -58,16 +57,15 @@ def int8_dot(w, a, *, acc_width: int = 32) -> np.ndarray:
     _check_acc(acc_width)
     w = _ints("weight", w, -128, 127)
     a = _ints("activation", a, -128, 127)
-    return _wrap((w * a).astype(np.uint64).sum(axis=-1, dtype=np.uint64), acc_width)
+    return wrap((w * a).astype(np.uint64).sum(axis=-1, dtype=np.uint64), acc_width)
 
 
 @functools.lru_cache(maxsize=None)
 def _fp8_table() -> np.ndarray:
-    c = np.arange(256)
-    e, m = (c >> 3) & 15, c & 7
-    mag = np.where(e == 0, m / 8.0 * 2.0 ** -6, (1 + m / 8.0) * 2.0 ** (e - 7.0))
-    v = np.where(c >> 7 == 1, -mag, mag)
-    return np.where((c & 0x7F) == 0x7F, np.nan, v)
+    """Value of every E4M3 code: ``mant * 2^(E' - 10)`` (:func:`spec.numerics.fp8_fields`)."""
+    sign, mant, exp, nan = fp8_fields(np.arange(256))
+    mag = mant * 2.0 ** (exp - FP8_EXP_OFFSET)
+    return np.where(nan, np.nan, np.where(sign == 1, -mag, mag))
 
 
 def fp8_decode(codes) -> np.ndarray:
@@ -78,7 +76,7 @@ def fp8_decode(codes) -> np.ndarray:
 def fp8_encode(x) -> np.ndarray:
     """E4M3 codes of ``x``: nearest, ties to even, saturating to ±448, NaN/inf -> 0x7F."""
     a = np.asarray(x, dtype=np.float64)
-    pos = _fp8_table()[:0x7F]                      # codes 0..126, increasing
+    pos = _fp8_table()[:FP8_NAN]                   # codes 0..126, increasing
     mids = (pos[1:] + pos[:-1]) / 2
     mag = np.abs(np.where(np.isfinite(a), a, 0.0))
     j = np.searchsorted(mids, mag, side="left")
@@ -93,27 +91,23 @@ def fp8_products(w, a, *, acc_width: int = 32, acc_frac: int = 16):
     _check_acc(acc_width, acc_frac)
     w, a = np.broadcast_arrays(_ints("FP8 code", w, 0, 255), _ints("FP8 code", a, 0, 255))
 
-    def split(c):
-        e, m = (c >> 3) & 15, c & 7
-        return c >> 7, np.where(e != 0, 8 + m, m), np.maximum(e, 1), (c & 0x7F) == 0x7F
-
-    sw, mw, ew, nw = split(w)
-    sa, ma, ea, na = split(a)
+    sw, mw, ew, nw = fp8_fields(w)
+    sa, ma, ea, na = fp8_fields(a)
     pm = (mw * ma).astype(np.uint64)
-    sh = ew + ea - 20 + acc_frac
+    sh = ew + ea - 2 * FP8_EXP_OFFSET + acc_frac
     mag = np.where(sh >= 0, pm << np.clip(sh, 0, 63).astype(np.uint64),
                    pm >> np.clip(-sh, 0, 63).astype(np.uint64))
-    mag = _wrap(np.where(sh >= 64, np.uint64(0), mag), acc_width)
+    mag = wrap(np.where(sh >= 64, np.uint64(0), mag), acc_width)
     prod = np.where((sw ^ sa) == 1, -mag, mag)
     nan = nw | na
-    return _wrap(np.where(nan, 0, prod), acc_width), nan
+    return wrap(np.where(nan, 0, prod), acc_width), nan
 
 
 def fp8_dot(w, a, *, acc_width: int = 32, acc_frac: int = 16):
     """Wrapped dot products along the last axis and whether any operand was NaN."""
     prods, nan = fp8_products(w, a, acc_width=acc_width, acc_frac=acc_frac)
     total = prods.astype(np.uint64).sum(axis=-1, dtype=np.uint64)
-    return _wrap(total, acc_width), nan.any(axis=-1)
+    return wrap(total, acc_width), nan.any(axis=-1)
 
 
 def pe_cycles(config, k: int, dots: int = 1) -> int:

@@ -19,27 +19,12 @@ the main input (torch in, torch out), computed in numpy.
 
 import numpy as np
 
+from spec.numerics import wrap
+
 from . import GoldenError
+from .arrays import like, to_numpy
 
 __all__ = ["prune", "mask", "is_nm", "compress", "decompress", "matmul", "cycles"]
-
-
-def _is_torch(x) -> bool:
-    return type(x).__module__.split(".")[0] == "torch"
-
-
-def _to_numpy(x) -> np.ndarray:
-    if _is_torch(x):
-        return x.detach().cpu().numpy()
-    return np.asarray(x)
-
-
-def _like(result: np.ndarray, reference):
-    """Return ``result`` as a torch tensor if ``reference`` is one."""
-    if _is_torch(reference):
-        import torch
-        return torch.from_numpy(np.ascontiguousarray(result))
-    return result
 
 
 def _check_nm(n: int, m: int) -> None:
@@ -82,11 +67,11 @@ def _keep_order(key: np.ndarray) -> np.ndarray:
 def mask(w, n: int, m: int):
     """Boolean mask of the ``n`` largest magnitudes per group of ``m`` (ties: lower index)."""
     _check_nm(n, m)
-    a = _to_numpy(w)
+    a = to_numpy(w)
     groups = _groups(_magnitude(a), m)
     keep = np.zeros(groups.shape, dtype=bool)
     np.put_along_axis(keep, _keep_order(groups)[..., :n], True, axis=-1)
-    return _like(keep.reshape(a.shape), w)
+    return like(keep.reshape(a.shape), w)
 
 
 def prune(w, n: int, m: int):
@@ -94,15 +79,15 @@ def prune(w, n: int, m: int):
 
     Ties go to the lower index, so the result is deterministic. Dtype and shape are kept.
     """
-    a = _to_numpy(w)
-    keep = _to_numpy(mask(a, n, m))
-    return _like(np.where(keep, a, np.zeros_like(a)), w)
+    a = to_numpy(w)
+    keep = to_numpy(mask(a, n, m))
+    return like(np.where(keep, a, np.zeros_like(a)), w)
 
 
 def is_nm(w, n: int, m: int) -> bool:
     """True when every m-group of ``w`` (along the last axis) has at most ``n`` non-zeros."""
     _check_nm(n, m)
-    return bool(np.all(np.count_nonzero(_groups(_to_numpy(w), m), axis=-1) <= n))
+    return bool(np.all(np.count_nonzero(_groups(to_numpy(w), m), axis=-1) <= n))
 
 
 def compress(w, n: int, m: int):
@@ -115,7 +100,7 @@ def compress(w, n: int, m: int):
         or K is not a multiple of ``m``.
     """
     _check_nm(n, m)
-    a = _to_numpy(w)
+    a = to_numpy(w)
     groups = _groups(a, m)
     nonzero = groups != 0
     counts = nonzero.sum(axis=-1)
@@ -127,7 +112,7 @@ def compress(w, n: int, m: int):
     # Non-zeros first, then the lowest free positions; slots in ascending position order.
     chosen = np.sort(_keep_order(nonzero.astype(np.int8))[..., :n], axis=-1)
     values = np.take_along_axis(groups, chosen, axis=-1)
-    return _like(values, w), _like(chosen.astype(np.int64), w)
+    return like(values, w), like(chosen.astype(np.int64), w)
 
 
 def decompress(values, indices, n: int, m: int):
@@ -140,7 +125,7 @@ def decompress(values, indices, n: int, m: int):
         position twice (the first such group is named).
     """
     _check_nm(n, m)
-    v, idx = _to_numpy(values), _to_numpy(indices)
+    v, idx = to_numpy(values), to_numpy(indices)
     if v.shape != idx.shape or v.ndim < 1 or v.shape[-1] != n:
         raise GoldenError(f"values and indices must both have shape [..., groups, n={n}], "
                           f"got {v.shape} and {idx.shape}")
@@ -156,15 +141,7 @@ def decompress(values, indices, n: int, m: int):
         raise GoldenError(f"group {where} repeats a position: indices {idx[where].tolist()}")
     dense = np.zeros((*v.shape[:-1], m), dtype=v.dtype)
     np.put_along_axis(dense, idx.astype(np.int64), v, axis=-1)
-    return _like(dense.reshape(*v.shape[:-2], v.shape[-2] * m), values)
-
-
-def _wrap(x: np.ndarray, bits: int) -> np.ndarray:
-    """Two's-complement wrap of int64 values to ``bits`` bits."""
-    if bits >= 64:
-        return x
-    half = 1 << (bits - 1)
-    return ((x + half) & ((1 << bits) - 1)) - half
+    return like(dense.reshape(*v.shape[:-2], v.shape[-2] * m), values)
 
 
 def _check_int_range(name: str, a: np.ndarray, width: int) -> None:
@@ -184,23 +161,23 @@ def matmul(values, indices, x, n: int, m: int, *, width: int = 8, acc_width: int
     hardware accumulator does (returned as int64 holding int``acc_width`` values; int32
     for the default width). Leading batch axes of ``values`` broadcast as in ``np.matmul``.
     """
-    w = _to_numpy(decompress(values, indices, n, m))
-    a = _to_numpy(x)
+    w = to_numpy(decompress(values, indices, n, m))
+    a = to_numpy(x)
     _check_int_range("weight", w, width)
     _check_int_range("activation", a, width)
     if a.ndim not in (1, 2) or a.shape[0] != w.shape[-1]:
         raise GoldenError(f"activations must have shape [K={w.shape[-1]}] or [K, cols], got {a.shape}")
-    result = _wrap(w.astype(np.int64) @ a.astype(np.int64), acc_width)
+    result = wrap(w.astype(np.int64) @ a.astype(np.int64), acc_width)
     if acc_width <= 32:
         result = result.astype(np.int32)
-    return _like(result, values)
+    return like(result, values)
 
 
 def cycles(config, out_rows: int, k: int, cols: int = 1) -> int:
     """Cycles the tensor core takes for ``W[out_rows, K] @ X[K, cols]``, streamed back to back.
 
     ``config`` is any object with ``rows``, ``m`` and ``latency`` attributes (the core's
-    :class:`hw.nm_core.NMCoreConfig`). The core takes one M-group per row block and column
+    :class:`spec.nm_core.NMCoreConfig`). The core takes one M-group per row block and column
     per cycle, so it needs ``ceil(out_rows / rows) * cols * ceil(K / m)`` beats; counting
     from the cycle the first beat is accepted to the cycle the last result is taken,
     inclusive, it adds ``latency`` cycles of pipeline drain.

@@ -362,7 +362,7 @@ class SubNetInfo:
 class SubNetSpace:
     """Every SubNet of a trained SuperNet, cut into weight blocks of ``block_bytes``, priced
     on the tensor core ``core`` (any object with ``rows``, ``m`` and ``latency``, e.g.
-    ``hw.nm_core.NMCoreConfig``).
+    ``spec.nm_core.NMCoreConfig``).
 
     Raises
     ------
@@ -489,7 +489,7 @@ class Platform:
     @classmethod
     def from_buffer(cls, buffer, offchip_bytes_per_cycle: int = 8) -> "Platform":
         """The platform of an SGS buffer config (``capacity_words``, ``block_words``,
-        ``word_width``, ``tags``: ``hw.sgs_buffer.SGSBufferConfig``)."""
+        ``word_width``, ``tags``: ``spec.sgs_buffer.SGSBufferConfig``)."""
         word_bytes = buffer.word_width // 8
         if buffer.capacity_words < buffer.block_words:
             raise GoldenError(f"capacity_words={buffer.capacity_words} is smaller than one block "
@@ -563,7 +563,7 @@ def make_stream(space: SubNetSpace, platform: Platform, kind: str, queries: int 
 
 @dataclass(frozen=True)
 class Command:
-    """One request to the SGS buffer (``hw.sgs_buffer.request_layout``).
+    """One request to the SGS buffer (``spec.sgs_buffer.request_layout``).
 
     ``read``: deliver ``block``'s words to the core (hit: from the persistent region;
     miss: fetched into the streaming region). ``pin``: fetch ``block`` into persistent slot

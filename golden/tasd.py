@@ -16,8 +16,9 @@ multiple of every ``m`` of the series: callers pad with zeros explicitly (zeros 
 nothing: they are never kept ahead of a non-zero). Integer tensors decompose exactly in
 integers; this is the arithmetic of the activation top-N unit (``hw.topn``).
 
-Series are written ``"2:4+2:8"`` or given as ``[(2, 4), (2, 8)]``; ``"dense"`` (or
-``""``/``None`` where allowed) means no decomposition.
+Series are written ``"2:4+2:8"`` or given as ``[(2, 4), (2, 8)]`` (the grammar is
+:func:`spec.numerics.parse_series`, re-exported here); ``"dense"`` (or ``""``/``None``
+where allowed) means no decomposition.
 """
 
 from dataclasses import dataclass
@@ -25,8 +26,10 @@ from math import lcm
 
 import numpy as np
 
+from spec.numerics import format_series, parse_series
+
 from . import GoldenError, nm
-from .nm import _to_numpy
+from .arrays import to_numpy
 
 __all__ = ["Term", "parse_series", "format_series", "decompose", "reconstruct",
            "relative_error", "term_fits_core", "pack_terms", "series_passes", "series_cycles",
@@ -46,48 +49,10 @@ class Term:
         return nm.decompress(self.values, self.indices, self.n, self.m)
 
 
-def parse_series(series) -> tuple[tuple[int, int], ...]:
-    """``"2:4+2:8"`` or ``[(2, 4), (2, 8)]`` -> ``((2, 4), (2, 8))``; validated.
-
-    Raises
-    ------
-    GoldenError
-        For an empty series, a term that is not ``n:m``, or a term with ``n > m``,
-        ``n < 1`` or ``m < 1``; the message names the term.
-    """
-    if isinstance(series, str):
-        text = series.strip()
-        if not text:
-            raise GoldenError("empty series: give terms such as '2:4' or '2:4+1:4'")
-        terms = []
-        for part in text.split("+"):
-            pieces = part.strip().split(":")
-            try:
-                n, m = (int(p) for p in pieces)
-            except ValueError:
-                raise GoldenError(f"series term {part.strip()!r} in {series!r} is not of the form n:m") from None
-            terms.append((n, m))
-    else:
-        try:
-            terms = [(int(n), int(m)) for n, m in series]
-        except (TypeError, ValueError):
-            raise GoldenError(f"series {series!r} is not a list of (n, m) pairs") from None
-        if not terms:
-            raise GoldenError("empty series: give terms such as [(2, 4)]")
-    for n, m in terms:
-        if m < 1 or not 1 <= n <= m:
-            raise GoldenError(f"series term {n}:{m} is invalid: need 1 <= n <= m")
-    return tuple(terms)
-
-
-def format_series(series) -> str:
-    return "+".join(f"{n}:{m}" for n, m in parse_series(series))
-
-
 def decompose(a, series) -> list[Term]:
     """Greedy TASD decomposition of ``a`` (numpy or torch, any dtype) under ``series``."""
     terms_nm = parse_series(series)
-    r = _to_numpy(a)
+    r = to_numpy(a)
     if r.ndim == 0:
         raise GoldenError("cannot decompose a scalar: the tensor needs a reduction (last) axis")
     k = r.shape[-1]
@@ -119,7 +84,7 @@ def reconstruct(terms: list[Term]) -> np.ndarray:
 
 def relative_error(a, terms: list[Term]) -> float:
     """``||a - reconstruct(terms)||_F / ||a||_F`` (0 for an all-zero ``a``)."""
-    a = _to_numpy(a).astype(np.float64)
+    a = to_numpy(a).astype(np.float64)
     norm = np.linalg.norm(a)
     if norm == 0:
         return 0.0

@@ -34,122 +34,22 @@ Per 2:4 row, Yosys/ABC spend 2 x 176 LUT4 on the multipliers, 2 x 24 on the 4:1
 activation muxes (3 LUT4 per bit; a 2-LUT4-per-bit decomposition exists but ABC does
 not find it), 17 on the adder and 32 on the accumulator.
 
-The bit formats of the stream payloads are :func:`beat_layout` and :func:`out_layout`;
-the compiler and the testbench pack words with them (``layout.const(...).as_bits()``).
+The config and the bit formats of the stream payloads are in :mod:`spec.nm_core`
+(``NMCoreConfig``, ``beat_layout``, ``out_layout``); the compiler and the testbenches pack
+words with them (:func:`spec.packing.pack`).
 """
 
-import dataclasses
-
-from amaranth import Array, Module, Mux, ResetSignal, Signal, signed, unsigned
-from amaranth.lib import data, stream, wiring
+from amaranth import Array, Module, Mux, ResetSignal, Signal, signed
+from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
-from amaranth.utils import ceil_log2, exact_log2
+from amaranth.utils import ceil_log2
+
+from spec import ConfigError
+from spec.nm_core import NMCoreConfig, beat_layout, out_layout
 
 from .arith import tree_sum
-from .config import BlockConfig, ConfigError, param
 
-__all__ = ["NMCoreConfig", "NMCore", "beat_layout", "weight_group_layout", "out_layout"]
-
-
-@dataclasses.dataclass(frozen=True)
-class NMCoreConfig(BlockConfig):
-    """Parameters of an N:M tensor core (frozen; validated on construction).
-
-    Parameters
-    ----------
-    n : int
-        Multipliers (weight slots) per row; 1 <= n <= m.
-    m : int
-        Group size along the reduction axis; a power of two, >= 2.
-    rows : int
-        Output rows computed in parallel (each with its own weights, sharing activations).
-    width : int
-        Width of activations and weights (two's complement), >= 2.
-    acc_width : int
-        Accumulator width (two's complement, wraps on overflow), >= 2 * width.
-    pipeline : int
-        Optional register stages before the accumulator, 0..3 (see module docstring).
-        Latency from accepting a ``last`` beat to ``o.valid`` is ``pipeline + 1`` cycles.
-
-    Raises
-    ------
-    ConfigError
-        If any parameter is out of range.
-    """
-
-    block = "nm-core"
-
-    n: int = param(2, "multipliers (weight slots) per row, 1 <= n <= m")
-    m: int = param(4, "group size along the reduction axis, a power of two >= 2")
-    rows: int = param(1, "output rows computed in parallel, >= 1")
-    width: int = param(8, "activation and weight width in bits, >= 2")
-    acc_width: int = param(32, "accumulator width in bits, >= 2 * width")
-    pipeline: int = param(3, "optional register stages before the accumulator, 0..3")
-
-    def validate(self):
-        if self.m < 2 or self.m & (self.m - 1):
-            raise ConfigError(f"m must be a power of two >= 2, not m={self.m!r}")
-        if not 1 <= self.n <= self.m:
-            raise ConfigError(f"n must satisfy 1 <= n <= m, not n={self.n!r}, m={self.m!r}")
-        if self.rows < 1:
-            raise ConfigError(f"rows must be >= 1, not rows={self.rows!r}")
-        if self.width < 2:
-            raise ConfigError(f"width must be >= 2, not width={self.width!r}")
-        if self.acc_width < 2 * self.width:
-            raise ConfigError(f"acc_width must be >= 2 * width = {2 * self.width}, "
-                              f"not acc_width={self.acc_width!r}")
-        if not 0 <= self.pipeline <= 3:
-            raise ConfigError(f"pipeline must be in 0..3, not pipeline={self.pipeline!r}")
-
-    @property
-    def sparse(self) -> bool:
-        """True when the payload carries indices (n < m); False for the dense baseline."""
-        return self.n < self.m
-
-    @property
-    def index_width(self) -> int:
-        """Bits per index: log2(m)."""
-        return exact_log2(self.m)
-
-    @property
-    def latency(self) -> int:
-        """Cycles from accepting a ``last`` beat to ``o.valid`` (no back-pressure)."""
-        return self.pipeline + 1
-
-    @property
-    def multipliers(self) -> int:
-        return self.rows * self.n
-
-    @property
-    def effective_macs_per_cycle(self) -> int:
-        """Dense-equivalent MACs per cycle at full rate: m per row."""
-        return self.rows * self.m
-
-
-def weight_group_layout(config: NMCoreConfig) -> data.StructLayout:
-    """One row's compressed weight group: ``values[n]`` and, if sparse, ``indices[n]``."""
-    fields = {"values": data.ArrayLayout(signed(config.width), config.n)}
-    if config.sparse:
-        fields["indices"] = data.ArrayLayout(unsigned(config.index_width), config.n)
-    return data.StructLayout(fields)
-
-
-def beat_layout(config: NMCoreConfig) -> data.StructLayout:
-    """Payload of the input stream: one M-group of activations and every row's weights.
-
-    ``last``: this group ends the dot product; its result goes out on ``o`` and the
-    next beat starts a new one.
-    """
-    return data.StructLayout({
-        "act": data.ArrayLayout(signed(config.width), config.m),
-        "weights": data.ArrayLayout(weight_group_layout(config), config.rows),
-        "last": 1,
-    })
-
-
-def out_layout(config: NMCoreConfig) -> data.ArrayLayout:
-    """Payload of the output stream: one accumulator per row."""
-    return data.ArrayLayout(signed(config.acc_width), config.rows)
+__all__ = ["NMCore"]
 
 
 class NMCore(wiring.Component):

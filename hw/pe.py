@@ -1,5 +1,5 @@
 """What the dot-product processing elements (``lp-pe``, ``int8-pe``, ``fp8-pe``) share:
-their stream formats and their pipeline skeleton.
+their pipeline skeleton (their stream formats are :mod:`spec.pe`).
 
 A PE has ``lanes`` lanes. Each input beat carries one weight code and one activation
 code per lane; the PE forms the ``lanes`` products, sums them and accumulates. A dot
@@ -15,28 +15,15 @@ Pipeline (every register advances together, with ``advance = ~o.valid | o.ready`
 so the latency from accepting a ``last`` beat to ``o.valid`` is ``product_stages + 2``.
 """
 
-from amaranth import Module, Mux, Signal, signed, unsigned
-from amaranth.lib import data, stream, wiring
+from amaranth import Module, Mux, Signal, signed
+from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
+
+from spec.pe import pe_beat_layout, pe_out_layout
 
 from .arith import tree_sum
 
-__all__ = ["pe_beat_layout", "pe_out_layout", "DotProductPE", "shift_floor"]
-
-
-def pe_beat_layout(lanes: int, width: int) -> data.StructLayout:
-    """Input beat: ``w[lanes]`` and ``a[lanes]`` codes of ``width`` bits, and ``last``."""
-    return data.StructLayout({
-        "w": data.ArrayLayout(unsigned(width), lanes),
-        "a": data.ArrayLayout(unsigned(width), lanes),
-        "last": 1,
-    })
-
-
-def pe_out_layout(acc_width: int) -> data.StructLayout:
-    """Output: the dot product ``acc`` (two's complement, wrapped) and the ``nar`` flag
-    (some product of the dot product had a NaR/NaN operand; its product counted as 0)."""
-    return data.StructLayout({"acc": signed(acc_width), "nar": 1})
+__all__ = ["DotProductPE", "shift_floor"]
 
 
 def shift_floor(m: Module, value, amount, out_width: int, name: str):
@@ -60,8 +47,9 @@ def shift_floor(m: Module, value, amount, out_width: int, name: str):
 class DotProductPE(wiring.Component):
     """Base of the dot-product PEs (see the module docstring).
 
-    Subclasses set ``product_stages`` and implement :meth:`_products`, and may add ports
-    in ``extra_members``. The config must have ``lanes``, ``width``, ``acc_width``.
+    Subclasses implement :meth:`_products`, and may add ports in ``extra_members``. The
+    config must have ``lanes``, ``width``, ``acc_width`` and ``product_stages`` (the
+    register stages :meth:`_products` puts on the path).
 
     Members
     -------
@@ -72,10 +60,9 @@ class DotProductPE(wiring.Component):
         accepted; held (and the pipeline stalled) until ``o.ready``.
     """
 
-    product_stages = 1
-
     def __init__(self, config, extra_members=None):
         self.config = config
+        self.product_stages = config.product_stages
         super().__init__({
             "i": In(stream.Signature(pe_beat_layout(config.lanes, config.width))),
             "o": Out(stream.Signature(pe_out_layout(config.acc_width))),

@@ -20,96 +20,20 @@ per term, shared by the "beats" relation in both directions. Magnitudes are unsi
 
 One group per cycle in steady state; latency = number of terms (one register per term,
 the last one being the output register). The whole pipeline stalls while ``o`` is held.
+
+The config and the payload layouts are in :mod:`spec.topn`; every term has the tensor
+core's group layout (:func:`spec.nm_core.group_layout`), so a ``4:4`` term carries no
+indices, exactly like a 4:4 core's weight group.
 """
 
-import dataclasses
-
 from amaranth import Module, Signal, signed, unsigned
-from amaranth.lib import data, stream, wiring
+from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
-from amaranth.utils import exact_log2
 
-from .config import BlockConfig, ConfigError, param
+from spec import ConfigError
+from spec.topn import TopNConfig, topn_in_layout, topn_out_layout, topn_term_layout
 
-__all__ = ["TopNConfig", "TopN", "parse_series", "topn_in_layout", "topn_out_layout"]
-
-
-def parse_series(series: str) -> tuple[tuple[int, int], ...]:
-    """``"2:4+1:4"`` -> ``((2, 4), (1, 4))``; raises ConfigError naming a bad term."""
-    terms = []
-    for part in series.split("+"):
-        try:
-            n, m = (int(v) for v in part.strip().split(":"))
-        except ValueError:
-            raise ConfigError(f"series term {part.strip()!r} in {series!r} is not of the form n:m") from None
-        terms.append((n, m))
-    return tuple(terms)
-
-
-@dataclasses.dataclass(frozen=True)
-class TopNConfig(BlockConfig):
-    """Parameters of a top-N unit (frozen; validated on construction).
-
-    Parameters
-    ----------
-    series : str
-        The terms, all with the same group size m (a power of two >= 2), e.g. "2:4+1:4";
-        1 <= n_t <= m and the n_t add up to at most m.
-    width : int
-        Activation width in bits (two's complement), >= 2.
-    """
-
-    block = "topn"
-
-    series: str = param("2:4", "TASD series of the activations, e.g. 2:4 or 2:4+1:4 (one m)")
-    width: int = param(8, "activation width in bits, >= 2")
-
-    def validate(self):
-        terms = parse_series(self.series)
-        ms = {m for _, m in terms}
-        if len(ms) != 1:
-            raise ConfigError(f"all terms of a top-N unit share one m, not series={self.series!r}")
-        (m,) = ms
-        if m < 2 or m & (m - 1):
-            raise ConfigError(f"m must be a power of two >= 2, not m={m} in series={self.series!r}")
-        for n, _ in terms:
-            if not 1 <= n <= m:
-                raise ConfigError(f"term {n}:{m} needs 1 <= n <= m (series={self.series!r})")
-        if sum(n for n, _ in terms) > m:
-            raise ConfigError(f"the terms of series={self.series!r} keep more than m={m} elements")
-        if self.width < 2:
-            raise ConfigError(f"width must be >= 2, not width={self.width!r}")
-
-    @property
-    def terms(self) -> tuple[tuple[int, int], ...]:
-        return parse_series(self.series)
-
-    @property
-    def m(self) -> int:
-        return self.terms[0][1]
-
-    @property
-    def latency(self) -> int:
-        """Cycles from accepting a group to ``o.valid`` (no back-pressure)."""
-        return len(self.terms)
-
-
-def topn_in_layout(config: TopNConfig) -> data.StructLayout:
-    """Input payload: one dense M-group and the ``last`` flag (passed through)."""
-    return data.StructLayout({"act": data.ArrayLayout(signed(config.width), config.m), "last": 1})
-
-
-def topn_out_layout(config: TopNConfig) -> data.StructLayout:
-    """Output payload: ``terms[t]`` = {values[n_t], indices[n_t]} per term, and ``last``.
-
-    Each term has the field layout of the tensor core's weight group
-    (``hw.nm_core.weight_group_layout``) for its own n_t.
-    """
-    index = unsigned(exact_log2(config.m))
-    terms = {f"t{t}": data.StructLayout({"values": data.ArrayLayout(signed(config.width), n),
-                                         "indices": data.ArrayLayout(index, n)})
-             for t, (n, _) in enumerate(config.terms)}
-    return data.StructLayout({"terms": data.StructLayout(terms), "last": 1})
+__all__ = ["TopN"]
 
 
 class TopN(wiring.Component):
@@ -152,14 +76,15 @@ class TopN(wiring.Component):
             else:
                 q_valid = Signal(name=f"s{t}_valid")
                 q_last = Signal(name=f"s{t}_last", reset_less=True)
-                q_terms = [Signal(topn_out_layout(cfg).members["terms"].members[f"t{u}"],
-                                  name=f"s{t}_t{u}", reset_less=True) for u in range(t + 1)]
+                q_terms = [Signal(topn_term_layout(cfg, u), name=f"s{t}_t{u}", reset_less=True)
+                           for u in range(t + 1)]
             with m.If(advance):
                 m.d.sync += [q_valid.eq(valid), q_last.eq(last)]
                 for u, earlier in enumerate(done):
                     m.d.sync += q_terms[u].eq(earlier)
                 m.d.sync += [q_terms[t].values[j].eq(values[j]) for j in range(n)]
-                m.d.sync += [q_terms[t].indices[j].eq(indices[j]) for j in range(n)]
+                if n < cfg.m:       # a dense term (n_t = m) has no indices: slot j is element j
+                    m.d.sync += [q_terms[t].indices[j].eq(indices[j]) for j in range(n)]
             if not final:
                 q_residual = [Signal(signed(cfg.width), name=f"s{t}_r{k}", reset_less=True)
                               for k in range(mw)]

@@ -7,13 +7,19 @@ blocks add one :func:`register` call here.
 
 from dataclasses import dataclass
 
-from hw import BlockConfig
-from hw.gear_unit import GearUnit, GearUnitConfig
-from hw.lp_pe import LPPE, LPPEConfig
-from hw.mac_pe import FP8PE, FP8PEConfig, Int8PE, Int8PEConfig
-from hw.nm_core import NMCore, NMCoreConfig
-from hw.sgs_buffer import SGSBuffer, SGSBufferConfig
-from hw.topn import TopN, TopNConfig
+from hw.gear_unit import GearUnit
+from hw.lp_pe import LPPE
+from hw.mac_pe import FP8PE, Int8PE
+from hw.nm_core import NMCore
+from hw.sgs_buffer import SGSBuffer
+from hw.topn import TopN
+from spec import BlockConfig
+from spec.gear_unit import GearUnitConfig
+from spec.lp_pe import LPPEConfig
+from spec.mac_pe import FP8PEConfig, Int8PEConfig
+from spec.nm_core import NMCoreConfig
+from spec.sgs_buffer import SGSBufferConfig
+from spec.topn import TopNConfig
 
 __all__ = ["Block", "BLOCKS", "register", "get_block"]
 

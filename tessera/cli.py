@@ -16,12 +16,13 @@ import click
 
 from compiler import CompileError
 from golden import GoldenError
-from hw import ConfigError, write_verilog
+from hw import write_verilog
+from spec import ConfigError
 from synth import SynthError
 from verif import VerifError
 
 from .blocks import BLOCKS, Block
-from .models import MODELS
+from golden.models import MODELS
 
 #: Exceptions a user can cause; the CLI reports them in one line.
 USER_ERRORS = (ConfigError, GoldenError, CompileError, VerifError, SynthError)
@@ -143,9 +144,9 @@ def demo_command(out):
     run_demo(Path(out))
 
 
-#: Benchmark name -> module with run_bench(out, jobs) (imported when run).
-BENCHES = {"nm-core": ".bench_nm", "tasd": ".bench_tasd", "train-nm": ".bench_train",
-           "gear": ".bench_gear", "lp": ".bench_lp", "sushi": ".bench_sushi", "tacos": ".bench.tacos"}
+#: Benchmark name -> module of tessera.bench with run_bench(out, jobs) (imported when run).
+BENCHES = {"nm-core": ".bench.nm_core", "tasd": ".bench.tasd", "train-nm": ".bench.train_nm",
+           "gear": ".bench.gear", "lp": ".bench.lp", "sushi": ".bench.sushi", "tacos": ".bench.tacos"}
 
 
 @cli.command("bench")
@@ -209,18 +210,22 @@ def tacos_command(topology, collective, chunks, chunk_bytes, seed, policy, bandw
 @click.option("-o", "--out", default="tasder.json", show_default=True, type=click.Path(dir_okay=False))
 def tasder_command(model, core, rows, menu, max_drop, max_error, calib, seed, out):
     """Choose a TASD series per layer (weights or activations) within an accuracy budget."""
-    from .models import load_model
-    from .tasd_tools import default_menu, layer_table, parse_core, run_tasder, write_json
+    from golden.models import load_model
+    from golden.tasder import default_menu
+    from golden.tasder_search import evaluate
+    from spec.nm_core import NMCoreConfig
+
+    from .tables import layer_table, write_json
 
     if max_drop is None and max_error is None:
         if model == "minilm":
             max_error = 0.14      # relative error of unit embeddings ~ mean cosine >= 0.99
         else:
             max_drop = 1.0
-    target = parse_core(core, rows)
+    target = NMCoreConfig.from_nm(core, rows=rows)
     series = [s.strip() for s in menu.split(",")] if menu else default_menu(target)
-    summary = run_tasder(load_model(model, calib, seed), target, series,
-                         max_drop=max_drop, max_error=max_error)
+    summary = evaluate(load_model(model, calib, seed), target, series,
+                       max_drop=max_drop, max_error=max_error)
     write_json(summary, Path(out))
     click.echo(layer_table(summary))
     click.echo(f"wrote {out}")
@@ -236,7 +241,7 @@ def tasder_command(model, core, rows, menu, max_drop, max_error, calib, seed, ou
 @click.option("--progress/--no-progress", default=True, show_default=True)
 def lpq_command(budget, seed, population, generations, out, progress):
     """Search per-layer LP formats (LPQ) for the digits CNN; print them and write JSON."""
-    from .bench_lp import run_lpq
+    from .bench.lp import run_lpq
 
     run_lpq(budget=budget, seed=seed, population=population, generations=generations,
             out=Path(out), progress=progress)
@@ -255,7 +260,7 @@ def lpq_command(budget, seed, population, generations, out, progress):
               help="write the request words (hex) and a JSON summary here")
 def sushi_command(stream_kind, queries, seed, policy, capacity_words, tags, out):
     """Serve a query stream with SushiSched and the baselines; write the buffer's requests."""
-    from hw.sgs_buffer import SGSBufferConfig
+    from spec.sgs_buffer import SGSBufferConfig
 
     from .sushi_tools import run_schedule
 
@@ -281,9 +286,6 @@ def main(argv=None) -> int:
         return 1
     return result if isinstance(result, int) else 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())
 
 
 @cli.command("train-nm")
@@ -324,3 +326,7 @@ def train_nm_command(recipe, n, m, epochs, warmup, finetune, lam, decay, schedul
     click.echo(f"test top-1 {digits.accuracy(model, data.x_test, data.y_test):.2f}% "
                f"({recipe}, {n}:{m}, {epochs} epochs, seed {seed}); sparse layers: "
                f"{', '.join(meta['layers']) or 'none'}; wrote {out}/model.pt, nm_weights.npz, recipe.json")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

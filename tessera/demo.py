@@ -10,7 +10,8 @@ from pathlib import Path
 import click
 
 from hw import write_verilog
-from hw.nm_core import NMCore, NMCoreConfig
+from hw.nm_core import NMCore
+from spec.nm_core import NMCoreConfig
 from synth.flow import synthesize
 from verif.runner import SIMULATORS, run_bench, simulator_missing
 

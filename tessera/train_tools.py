@@ -9,7 +9,8 @@ import torch
 
 from golden import digits, nm, sparse_train
 from golden.lowering import input_matrix, matmul_layers, weight_matrix
-from hw.nm_core import NMCore, NMCoreConfig
+from hw.nm_core import NMCore
+from spec.nm_core import NMCoreConfig
 from verif.runner import run_bench
 
 __all__ = ["DENSE_LAYERS", "train_digits", "save_model", "layer_operands", "run_layer_on_core"]

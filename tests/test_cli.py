@@ -6,8 +6,9 @@ import sys
 
 import pytest
 
-from hw.nm_core import NMCore, NMCoreConfig
 from hw import write_verilog
+from hw.nm_core import NMCore
+from spec.nm_core import NMCoreConfig
 from tessera.cli import main
 from verif.lint import lint
 

@@ -6,7 +6,7 @@ import pytest
 from compiler import CompileError
 from compiler.nm_stream import lower_matmul, pack_beat, unpack_output
 from golden import nm
-from hw.nm_core import NMCoreConfig, beat_layout
+from spec.nm_core import NMCoreConfig, beat_layout
 
 
 def test_stream_order_and_size():

@@ -7,9 +7,9 @@ when it is not). The wide matrix runs behind ``-m wide``."""
 import numpy as np
 import pytest
 
-from compiler.gear_stream import fixed_format
 from golden import gear, minilm
-from hw.gear_unit import GearUnit, GearUnitConfig
+from hw.gear_unit import GearUnit
+from spec.gear_unit import GearUnitConfig
 from verif.gear_unit_tb import TILES_ENV, load_tiles, save_tiles
 from verif.runner import run_bench
 
@@ -45,7 +45,7 @@ def minilm_tiles(tmp_path_factory):
     if minilm.available():
         return None
     k, v = minilm.kv_cache(128, 2)
-    fmt = fixed_format(DEFAULT)
+    fmt = DEFAULT.fixed_format
     tiles = []
     for layer in range(k.shape[0]):
         head = (5 * layer) % k.shape[2]
@@ -83,7 +83,7 @@ def test_minilm_tiles_for_the_rtl(minilm_tiles):
     two slots, so the multi-beat rows meet real data."""
     if minilm_tiles is None:
         pytest.skip(minilm.available())
-    tiles = load_tiles(minilm_tiles, fixed_format(DEFAULT))
+    tiles = load_tiles(minilm_tiles, DEFAULT.fixed_format)
     assert len(tiles) == 12 and {bits for _, bits, _ in tiles} == {2, 4}
     crowded = max(int(fixed.outliers_per_row().max()) for _, _, fixed in tiles)
     assert crowded > DEFAULT.outlier_slots

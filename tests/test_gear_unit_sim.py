@@ -8,10 +8,17 @@ import pytest
 from amaranth.sim import Simulator
 
 from compiler import CompileError
-from compiler.gear_stream import fixed_format, lower
+from compiler.gear_stream import lower
 from golden import gear
-from hw import ConfigError
-from hw.gear_unit import GearUnit, GearUnitConfig, factor_layout, out_layout, row_layout
+from hw.gear_unit import GearUnit
+from spec import ConfigError
+from spec.gear_unit import (
+    GearFixedFormat,
+    GearUnitConfig,
+    factor_layout,
+    out_layout,
+    row_layout,
+)
 
 
 @pytest.mark.parametrize("kwargs, message", [
@@ -123,7 +130,7 @@ CONFIGS = [GearUnitConfig(head_dim=4, rank=2, outlier_slots=2),
 def test_random_tiles_match_golden(cfg, extreme):
     rng = np.random.default_rng(cfg.head_dim * 10 + cfg.rank + extreme)
     bits = 2 if cfg.max_bits == 2 else 4
-    fixed = gear.random_fixed(rng, (1, 2, 5, cfg.head_dim), cfg.rank, fixed_format(cfg), bits,
+    fixed = gear.random_fixed(rng, (1, 2, 5, cfg.head_dim), cfg.rank, cfg.fixed_format, bits,
                               max_outliers=6 if cfg.outlier_slots else 0, extreme=extreme)
     if cfg.group_size > 1:   # the unit shares pairs across its lane groups
         g = cfg.group_size
@@ -138,7 +145,7 @@ def test_random_tiles_match_golden(cfg, extreme):
 def test_full_rate_cycles_match_cycle_model():
     cfg = GearUnitConfig(head_dim=4, rank=2, outlier_slots=1)
     rng = np.random.default_rng(3)
-    fixed = gear.random_fixed(rng, (1, 2, 6, 4), 2, fixed_format(cfg), 4, max_outliers=5)
+    fixed = gear.random_fixed(rng, (1, 2, 6, 4), 2, cfg.fixed_format, 4, max_outliers=5)
     program = lower(cfg, fixed, 4)
     got, edges = simulate(cfg, program, stall=0.0)
     assert np.array_equal(got, fixed.reconstruct_int())
@@ -149,7 +156,7 @@ def test_full_rate_cycles_match_cycle_model():
 
 def test_one_row_tiles_run_back_to_back():
     cfg = GearUnitConfig(head_dim=2, rank=1, outlier_slots=1)
-    fixed = gear.random_fixed(np.random.default_rng(9), (2, 3, 1, 2), 1, fixed_format(cfg), 4,
+    fixed = gear.random_fixed(np.random.default_rng(9), (2, 3, 1, 2), 1, cfg.fixed_format, 4,
                               max_outliers=0)
     got, edges = simulate(cfg, lower(cfg, fixed, 4), stall=0.0)
     assert np.array_equal(got, fixed.reconstruct_int())
@@ -162,7 +169,7 @@ def test_real_compressed_tile_matches_golden():
     x = rng.standard_normal((1, 1, 16, 8))
     x[..., 3] *= 8
     comp = gear.compress(x, 4, 8, 0.05, 2, axis="channel")
-    fixed = gear.to_fixed(comp, fixed_format(cfg))
+    fixed = gear.to_fixed(comp, cfg.fixed_format)
     got, _ = simulate(cfg, lower(cfg, fixed, 4, filler=rng))
     assert np.array_equal(got, fixed.reconstruct_int())
     assert gear.relative_error(x, fixed.reconstruct()) < 0.1
@@ -171,7 +178,7 @@ def test_real_compressed_tile_matches_golden():
 def test_lowering_errors():
     cfg = GearUnitConfig(head_dim=4, rank=1, outlier_slots=0)
     rng = np.random.default_rng(0)
-    fmt = fixed_format(cfg)
+    fmt = cfg.fixed_format
     with pytest.raises(CompileError, match="rank 2, more than the unit's rank=1"):
         lower(cfg, gear.random_fixed(rng, (1, 1, 2, 4), 2, fmt, 4, max_outliers=0), 4)
     fixed = gear.random_fixed(rng, (1, 1, 2, 4), 1, fmt, 4, max_outliers=0)
@@ -184,11 +191,11 @@ def test_lowering_errors():
         with pytest.raises(CompileError, match="outlier_slots=0"):
             lower(cfg, many, 4)
     k_tile = gear.to_fixed(gear.compress(rng.standard_normal((1, 1, 8, 4)), 4, 4, 0, 0),
-                           fixed_format(cfg))
+                           cfg.fixed_format)
     with pytest.raises(CompileError, match="differ inside a group of group_size=2"):
         lower(GearUnitConfig(head_dim=4, rank=0, group_size=2), k_tile, 4)
 
 
 def test_golden_default_format_is_the_default_unit():
-    """golden.gear.FixedFormat's defaults (golden never imports hw) match the unit's."""
-    assert fixed_format(GearUnitConfig()) == gear.FixedFormat()
+    """The unit's default config computes in spec's default fixed-point format."""
+    assert GearUnitConfig().fixed_format == GearFixedFormat()

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from hw import write_verilog
-from hw.gear_unit import GearUnit, GearUnitConfig
+from hw.gear_unit import GearUnit
+from spec.gear_unit import GearUnitConfig
 from tessera import bench_gear
 from tessera.cli import main
 from verif.lint import lint

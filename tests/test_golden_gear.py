@@ -9,9 +9,11 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from golden import GoldenError, gear, minilm
+from spec.gear_unit import GearFixedFormat
 
 
 def synthetic_k(rng, shape=(2, 3, 128, 32), outlier_channels=3):
@@ -270,7 +272,7 @@ def test_fixed_point_coarse_output_group_costs_accuracy(k):
     with pytest.raises(GoldenError, match="out_group=5 does not divide head_dim=32"):
         gear.to_fixed(comp, out_group=5)
     with pytest.raises(GoldenError, match="frac_bits must be in 0..24, not frac_bits=30"):
-        gear.to_fixed(comp, gear.FixedFormat(frac_bits=30))
+        gear.to_fixed(comp, GearFixedFormat(frac_bits=30))
 
 
 @settings(max_examples=40, deadline=None)
@@ -279,7 +281,7 @@ def test_fixed_point_coarse_output_group_costs_accuracy(k):
 def test_reconstruct_int_matches_a_scalar_model(seed, frac, out_width, rank, bits, extreme):
     """The vectorised integer path equals a plain per-element Python computation."""
     rng = np.random.default_rng(seed)
-    fmt = gear.FixedFormat(frac_bits=frac, out_width=out_width, scale_width=12, zero_width=16,
+    fmt = GearFixedFormat(frac_bits=frac, out_width=out_width, scale_width=12, zero_width=16,
                            factor_width=6, factor_frac=frac // 2)
     fixed = gear.random_fixed(rng, (1, 1, 3, 4), rank, fmt, bits, max_outliers=5, extreme=extreme)
     got = fixed.reconstruct_int()

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from golden import GoldenError, nm, sushi
-from hw.nm_core import NMCoreConfig
+from spec.nm_core import NMCoreConfig
 
 CORE = NMCoreConfig(n=4, m=4, rows=8)
 SPEC = sushi.SuperNetSpec(widths=(4, 8, 16), depths=(1, 2))

@@ -10,8 +10,10 @@ matrix (``-m wide``) runs every config on both simulators and adds more."""
 
 import pytest
 
-from hw.lp_pe import LPPE, LPPEConfig
-from hw.mac_pe import FP8PE, FP8PEConfig, Int8PE, Int8PEConfig
+from hw.lp_pe import LPPE
+from hw.mac_pe import FP8PE, Int8PE
+from spec.lp_pe import LPPEConfig
+from spec.mac_pe import FP8PEConfig, Int8PEConfig
 from verif.runner import run_bench
 
 from .conftest import require_simulator

@@ -4,7 +4,8 @@ pipeline depths and row counts behind ``-m wide``."""
 
 import pytest
 
-from hw.nm_core import NMCore, NMCoreConfig
+from hw.nm_core import NMCore
+from spec.nm_core import NMCoreConfig
 from verif.runner import run_bench
 
 from .conftest import require_simulator

@@ -8,8 +8,9 @@ from amaranth.sim import Simulator
 
 from compiler.nm_stream import lower_matmul
 from golden import nm
-from hw import ConfigError
-from hw.nm_core import NMCore, NMCoreConfig, beat_layout, out_layout
+from hw.nm_core import NMCore
+from spec import ConfigError
+from spec.nm_core import NMCoreConfig, beat_layout, out_layout
 
 
 @pytest.mark.parametrize("kwargs, message", [

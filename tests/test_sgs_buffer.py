@@ -10,9 +10,11 @@ from amaranth.sim import Simulator
 from compiler import CompileError
 from compiler.sgs_stream import memory_image, pack_block, pack_request, unpack_read
 from golden import sushi
-from hw import ConfigError, write_verilog
-from hw.nm_core import NMCoreConfig
-from hw.sgs_buffer import Op, SGSBuffer, SGSBufferConfig, request_layout, word_layout
+from hw import write_verilog
+from hw.sgs_buffer import SGSBuffer
+from spec import ConfigError
+from spec.nm_core import NMCoreConfig
+from spec.sgs_buffer import Op, SGSBufferConfig, request_layout, word_layout
 from tessera.cli import main
 from verif.lint import lint
 
@@ -199,7 +201,7 @@ def test_cli_sushi_writes_the_request_stream(tmp_path, capsys):
         assert f"\n{policy} " in f"\n{text}"
     summary = json.loads((out / "summary.json").read_text())
     cfg = SGSBufferConfig.from_dict(summary["buffer"])
-    from tessera.bench_sushi import CORE, OFFCHIP_BYTES_PER_CYCLE
+    from tessera.bench.sushi import CORE, OFFCHIP_BYTES_PER_CYCLE
     space = sushi.SubNetSpace(sushi.supernet(), cfg.block_bytes, CORE)
     platform = sushi.Platform.from_buffer(cfg, OFFCHIP_BYTES_PER_CYCLE)
     result = sushi.serve("sushi", space, platform, sushi.make_stream(space, platform, "phased", 24, seed=4))

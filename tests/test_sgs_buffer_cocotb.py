@@ -6,7 +6,8 @@ name slots that do not exist), more behind ``-m wide``."""
 import pytest
 
 from golden import sushi
-from hw.sgs_buffer import SGSBuffer, SGSBufferConfig
+from hw.sgs_buffer import SGSBuffer
+from spec.sgs_buffer import SGSBufferConfig
 from tessera.cli import main
 from verif.runner import run_bench
 from verif.sgs_buffer_tb import bench_spec

@@ -5,7 +5,8 @@ import json
 
 import pytest
 
-from hw.nm_core import NMCore, NMCoreConfig
+from hw.nm_core import NMCore
+from spec.nm_core import NMCoreConfig
 from synth import SynthError
 from synth.flow import _yosys, markdown_table, synthesize
 from tessera.cli import main

@@ -4,7 +4,7 @@ cached): the JSON it writes, the budget it keeps, the cost it reports."""
 import json
 
 from golden import tasd
-from hw.nm_core import NMCoreConfig
+from spec.nm_core import NMCoreConfig
 from tessera.cli import main
 
 

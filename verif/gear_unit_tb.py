@@ -18,12 +18,13 @@ import os
 import cocotb
 import numpy as np
 
-from compiler.gear_stream import GearProgram, fixed_format, lower, unpack_output
+from compiler.gear_stream import GearProgram, lower, unpack_output
 from golden import gear
-from hw.gear_unit import GearUnitConfig
+from spec.gear_unit import GearUnitConfig
 
 from .bench import ClockedBench
 from .streams import StreamSink, StreamSource
+
 #: Environment variable naming an .npz of extra tiles for the ``file_tiles`` test.
 TILES_ENV = "GEAR_TILES"
 _FIELDS = ("codes", "scale", "zero", "a", "b", "outlier_pos", "outlier_val")
@@ -56,7 +57,7 @@ class GearUnitTB(ClockedBench):
 
     def __init__(self, dut, *, idle=0.0, backpressure=0.0):
         super().__init__(dut, GearUnitConfig)
-        self.fmt = fixed_format(self.config)
+        self.fmt = self.config.fixed_format
         self.rows = StreamSource(dut, "i", dut.clk, self.driver_rng(1), idle)
         self.factors = (StreamSource(dut, "factors", dut.clk, self.driver_rng(2), idle)
                         if self.config.rank else None)

@@ -14,7 +14,7 @@ import numpy as np
 
 from golden import lp
 from golden.mac import pe_cycles
-from hw.lp_pe import LPPEConfig
+from spec.lp_pe import LPPEConfig
 
 from .pe_bench import PEBench
 from .runner import bench_config

@@ -15,7 +15,7 @@ import numpy as np
 
 from golden import mac
 from golden.mac import pe_cycles
-from hw.mac_pe import FP8PEConfig, Int8PEConfig
+from spec.mac_pe import FP8PEConfig, Int8PEConfig
 
 from .pe_bench import PEBench
 from .runner import CONFIG_ENV, bench_config

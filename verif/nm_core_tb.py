@@ -11,7 +11,7 @@ import numpy as np
 
 from compiler.nm_stream import NMProgram, lower_matmul, lower_series, unpack_output
 from golden import nm, tasd
-from hw.nm_core import NMCoreConfig
+from spec.nm_core import NMCoreConfig
 
 from .bench import ClockedBench
 from .streams import StreamSink, StreamSource

@@ -13,7 +13,7 @@ sum of its beats' products and the OR of their flags.
 
 import numpy as np
 
-from hw.pe import pe_beat_layout, pe_out_layout
+from spec.pe import pe_beat_layout, pe_out_layout
 
 from .bench import ClockedBench
 from .streams import StreamSink, StreamSource

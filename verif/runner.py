@@ -1,7 +1,7 @@
 """Build and run a cocotb bench on a block's emitted Verilog, on Verilator or Icarus.
 
 The bench module reads the block's config from the ``TESSERA_CONFIG`` environment
-variable (JSON, see :meth:`hw.BlockConfig.to_json`), so the generator, the bench and
+variable (JSON, see :meth:`spec.BlockConfig.to_json`), so the generator, the bench and
 the golden model all see one config object. Each (block, parameters, simulator) gets
 its own build directory, so runs never collide and pytest-xdist can run them at once.
 """
@@ -14,7 +14,8 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
 
-from hw import BlockConfig, write_verilog
+from hw import write_verilog
+from spec import BlockConfig
 
 from . import VerifError
 

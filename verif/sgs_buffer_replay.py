@@ -16,7 +16,7 @@ import cocotb
 
 from compiler.sgs_stream import pack_requests
 from golden import sushi
-from hw.sgs_buffer import word_layout
+from spec.sgs_buffer import word_layout
 
 from .sgs_buffer_tb import SGSBufferTB
 

@@ -24,8 +24,15 @@ from cocotb.triggers import ClockCycles, RisingEdge
 
 from compiler.sgs_stream import memory_image, pack_block, pack_requests, unpack_read
 from golden import sushi
-from hw.nm_core import NMCoreConfig
-from hw.sgs_buffer import JOB_QUEUE_DEPTH, Op, SGSBufferConfig, fetch_layout, request_layout
+from spec.nm_core import NMCoreConfig
+from spec.packing import pack
+from spec.sgs_buffer import (
+    JOB_QUEUE_DEPTH,
+    Op,
+    SGSBufferConfig,
+    fetch_layout,
+    request_layout,
+)
 
 from .runner import bench_config
 from .streams import StreamSink, StreamSource
@@ -193,9 +200,9 @@ async def random_requests(dut):
             if slot_limit > cfg.tags and rng.random() < 0.7:
                 op = Op.PIN if rng.random() < 0.5 else Op.DROP
                 bad = int(rng.integers(cfg.tags, slot_limit))
-                requests.append(layout.const({"op": op, "block": block, "slot": bad}).as_bits())
+                requests.append(pack(layout, {"op": op, "block": block, "slot": bad}))
             else:
-                requests.append(layout.const({"op": Op.RESERVED, "block": block, "slot": slot}).as_bits())
+                requests.append(pack(layout, {"op": Op.RESERVED, "block": block, "slot": slot}))
             continue
         model.apply(command)
         requests += pack_requests(cfg, [command])

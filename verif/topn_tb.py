@@ -9,7 +9,8 @@ import cocotb
 import numpy as np
 
 from golden import tasd
-from hw.topn import TopNConfig, topn_in_layout, topn_out_layout
+from spec.packing import pack
+from spec.topn import TopNConfig, topn_in_layout, topn_out_layout
 
 from .bench import ClockedBench
 from .streams import StreamSink, StreamSource
@@ -26,7 +27,7 @@ class TopNTB(ClockedBench):
         in_layout, out_layout = topn_in_layout(cfg), topn_out_layout(cfg)
         lasts = self.rng.integers(0, 2, len(groups))
         start = len(self.sink.received)
-        self.source.send(in_layout.const({"act": [int(v) for v in g], "last": int(l)}).as_bits()
+        self.source.send(pack(in_layout, {"act": [int(v) for v in g], "last": int(l)})
                          for g, l in zip(groups, lasts))
         got = await self.collect(self.sink, start, len(groups), 20 * len(groups) + 100,
                                  f"{label} groups")
@@ -37,7 +38,8 @@ class TopNTB(ClockedBench):
             for t, (n, _) in enumerate(cfg.terms):
                 term = word.terms[f"t{t}"]
                 values = [term.values[j] for j in range(n)]
-                indices = [term.indices[j] for j in range(n)]
+                # A dense term (n_t = m) has the core's dense group layout: no indices.
+                indices = [term.indices[j] for j in range(n)] if n < cfg.m else list(range(n))
                 want = (terms[t].values[g, 0].tolist(), terms[t].indices[g, 0].tolist())
                 assert (values, indices) == want, (
                     f"{label}: group {g} = {groups[g].tolist()}, term {t}: got values {values} "

@@ -35,8 +35,9 @@ from rich.progress import Progress
 
 from compiler.sgs_stream import memory_image
 from golden import sushi
-from hw.nm_core import NMCoreConfig
-from hw.sgs_buffer import SGSBuffer, SGSBufferConfig
+from hw.sgs_buffer import SGSBuffer
+from spec.nm_core import NMCoreConfig
+from spec.sgs_buffer import SGSBufferConfig
 from synth.flow import synthesize
 from verif.runner import run_bench as run_cocotb
 

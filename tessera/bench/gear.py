@@ -16,8 +16,8 @@ written to ``<out>/gear.json``; synthesis reports go to ``<out>/gear-synth/``.
 from __future__ import annotations
 
 import json
-import time
 import multiprocessing
+import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -25,7 +25,8 @@ import click
 import numpy as np
 
 from golden import GoldenError, gear, minilm
-from hw.gear_unit import GearUnit, GearUnitConfig
+from hw.gear_unit import GearUnit
+from spec.gear_unit import GearUnitConfig
 
 __all__ = ["run_bench", "accuracy_rows", "SETTINGS"]
 

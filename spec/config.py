@@ -2,20 +2,27 @@
 
 A block's config is the one place its parameters live: the generator elaborates from
 it, the testbench rebuilds it from JSON in the simulator process, the synthesis driver
-names its reports after it and the compiler prices work with it. Fields are declared
-with :func:`param`, whose help text is shown by ``tessera generate BLOCK --help``.
+names its reports after it, the golden models and the compiler price work with it.
+Fields are declared with :func:`param`, whose help text is shown by
+``tessera generate BLOCK --help``.
 """
 
 import dataclasses
 import json
+import numbers
 import re
 from typing import Any, ClassVar, Self
 
-__all__ = ["BlockConfig", "ConfigError", "param"]
+__all__ = ["BlockConfig", "ConfigError", "SpecError", "param"]
 
 
-class ConfigError(ValueError):
-    """A generator parameter is out of range; the message names the offending value."""
+class SpecError(ValueError):
+    """Input that breaks the contract: a field value that does not fit its layout, a
+    malformed series, an instruction that cannot be encoded. The message names the value."""
+
+
+class ConfigError(SpecError):
+    """A block parameter is out of range; the message names the offending value."""
 
 
 def param(default: Any, help: str) -> Any:
@@ -38,14 +45,23 @@ class BlockConfig:
     def __post_init__(self):
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
-            if field.type in (int, "int") and (not isinstance(value, int) or isinstance(value, bool)):
-                raise ConfigError(f"{field.name} must be an integer, not {value!r}")
+            if field.type in (int, "int"):
+                # numpy integers are integers too (the golden models accept them alike).
+                if not isinstance(value, numbers.Integral) or isinstance(value, bool) \
+                        or type(value).__name__ == "bool_":
+                    raise ConfigError(f"{field.name} must be an integer, not {value!r}")
+                object.__setattr__(self, field.name, int(value))
             if field.type in (str, "str") and not isinstance(value, str):
                 raise ConfigError(f"{field.name} must be a string, not {value!r}")
         self.validate()
 
     def validate(self) -> None:
-        """Check parameter ranges; raise :class:`ConfigError` naming the value."""
+        """Check parameter ranges; raise :class:`ConfigError` naming the value. A subclass
+        may bring a field to its canonical form here with :meth:`_canonical`."""
+
+    def _canonical(self, name: str, value: Any) -> None:
+        """Replace field ``name`` by its canonical form (in :meth:`validate` only)."""
+        object.__setattr__(self, name, value)
 
     @classmethod
     def params(cls) -> list[dataclasses.Field]:

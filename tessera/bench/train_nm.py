@@ -18,7 +18,7 @@ from rich.progress import Progress
 from golden import digits
 from golden.sparse_train import Recipe
 
-from .train_tools import run_layer_on_core, train_digits
+from ..train_tools import run_layer_on_core, train_digits
 
 RECIPES = ["srste", "mdgf-linear", "mdgf-exp", "sdgf"]
 TARGETS = [(2, 4), (1, 8), (1, 16)]

@@ -19,7 +19,8 @@ from pathlib import Path
 import click
 from rich.progress import Progress
 
-from hw.nm_core import NMCore, NMCoreConfig
+from hw.nm_core import NMCore
+from spec.nm_core import NMCoreConfig
 from synth.flow import synthesize
 from verif.runner import run_bench as run_cocotb
 

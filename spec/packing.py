@@ -1,0 +1,166 @@
+"""Packing values into the layouts of :mod:`spec`, with every field range-checked.
+
+``layout.const(value).as_bits()`` (Amaranth) truncates what does not fit: 300 in a signed
+8-bit field packs as 44, an index of m packs as 0, a float is floored. Every packer in
+Tessera (the compiler, the assembler, the testbenches) therefore goes through
+:func:`pack`, which checks each leaf against its field first and raises
+:class:`spec.SpecError` naming the field path, the value and the range.
+
+:func:`leaves` flattens a layout into its fields with their bit offsets (LSB first), which
+the documentation tests compare against the bit positions the docs quote.
+"""
+
+import enum
+import numbers
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from amaranth.hdl import Shape, ShapeCastable
+from amaranth.lib import data
+
+from .config import SpecError
+
+__all__ = ["Leaf", "leaves", "check", "check_array", "pack", "unpack"]
+
+
+@dataclass(frozen=True)
+class Leaf:
+    """One scalar field of a layout: its path (``"weights[2].indices[1]"``), bit offset
+    from the layout's LSB, width, and signedness (or the enum class of an enum field)."""
+
+    path: str
+    offset: int
+    width: int
+    signed: bool
+    enum: type | None = None
+
+    @property
+    def range(self) -> tuple[int, int]:
+        if self.signed:
+            return -(1 << (self.width - 1)), (1 << (self.width - 1)) - 1
+        return 0, (1 << self.width) - 1
+
+
+def _is_enum(shape) -> bool:
+    return isinstance(shape, type) and issubclass(shape, enum.Enum)
+
+
+def leaves(layout, prefix: str = "", offset: int = 0) -> list[Leaf]:
+    """Every scalar field of ``layout`` in bit order (LSB first)."""
+    if isinstance(layout, data.StructLayout):
+        out = []
+        for name, field in sorted(layout, key=lambda item: item[1].offset):
+            out += leaves(field.shape, f"{prefix}.{name}" if prefix else name, offset + field.offset)
+        return out
+    if isinstance(layout, data.ArrayLayout):
+        size = Shape.cast(layout.elem_shape).width
+        out = []
+        for k in range(layout.length):
+            out += leaves(layout.elem_shape, f"{prefix}[{k}]", offset + k * size)
+        return out
+    if _is_enum(layout):
+        shape = Shape.cast(layout)
+        return [Leaf(prefix, offset, shape.width, shape.signed, layout)]
+    if isinstance(layout, ShapeCastable) and not isinstance(layout, data.Layout):
+        layout = Shape.cast(layout)
+    if isinstance(layout, int):
+        layout = Shape.cast(layout)
+    if isinstance(layout, Shape):
+        return [Leaf(prefix, offset, layout.width, layout.signed)]
+    raise SpecError(f"cannot flatten field {prefix!r} of shape {layout!r}")
+
+
+def _check_scalar(path: str, shape, value) -> None:
+    if _is_enum(shape):
+        if not isinstance(value, shape):
+            try:
+                shape(value)
+            except ValueError:
+                names = ", ".join(m.name for m in shape)
+                raise SpecError(f"{path} = {value!r} is not one of {shape.__name__}'s values ({names})") from None
+        return
+    if not isinstance(value, numbers.Integral):
+        raise SpecError(f"{path} = {value!r} is not an integer")
+    shape = Shape.cast(shape)
+    lo, hi = ((-(1 << (shape.width - 1)), (1 << (shape.width - 1)) - 1) if shape.signed
+              else (0, (1 << shape.width) - 1))
+    if not lo <= int(value) <= hi:
+        kind = "signed" if shape.signed else "unsigned"
+        raise SpecError(f"{path} = {int(value)} does not fit {kind}({shape.width}) [{lo}, {hi}]")
+
+
+def check(layout, value: Any, path: str = "value") -> None:
+    """Raise :class:`SpecError` unless ``value`` fits ``layout`` exactly: a mapping with
+    exactly the struct's fields, a sequence of the array's length, integers (or enum
+    members) inside each scalar field's range."""
+    if isinstance(layout, data.StructLayout):
+        if not hasattr(value, "keys"):
+            raise SpecError(f"{path} must be a mapping of fields, not {type(value).__name__}")
+        names = [name for name, _ in layout]
+        unknown = sorted(set(value.keys()) - set(names))
+        missing = [name for name in names if name not in value]
+        if unknown:
+            raise SpecError(f"{path} has unknown field(s) {', '.join(unknown)}; fields: {', '.join(names)}")
+        if missing:
+            raise SpecError(f"{path} lacks field(s) {', '.join(missing)}")
+        for name, field in layout:
+            check(field.shape, value[name], f"{path}.{name}")
+        return
+    if isinstance(layout, data.ArrayLayout):
+        try:
+            length = len(value)
+        except TypeError:
+            raise SpecError(f"{path} must be a sequence of {layout.length}, not {value!r}") from None
+        if length != layout.length:
+            raise SpecError(f"{path} has {length} element(s), the layout {layout.length}")
+        for k, item in enumerate(value):
+            check(layout.elem_shape, item, f"{path}[{k}]")
+        return
+    _check_scalar(path, layout, value)
+
+
+def check_array(name: str, values, shape) -> np.ndarray:
+    """Vectorised :func:`check` for many values of one scalar field: ``values`` must be an
+    integer array (floats, complex and objects are refused, not floored) whose elements
+    fit ``shape`` (an Amaranth shape such as ``signed(8)``). Returns it as int64."""
+    a = np.asarray(values)
+    if a.dtype == object or not (np.issubdtype(a.dtype, np.integer) or np.issubdtype(a.dtype, np.bool_)):
+        raise SpecError(f"{name} must be integers, not {a.dtype}")
+    shape = Shape.cast(shape)
+    lo, hi = ((-(1 << (shape.width - 1)), (1 << (shape.width - 1)) - 1) if shape.signed
+              else (0, (1 << shape.width) - 1))
+    a = a.astype(np.int64)
+    if a.size and (a.min() < lo or a.max() > hi):
+        where = np.argwhere((a < lo) | (a > hi))[0]
+        bad = int(a[tuple(where)])
+        kind = "signed" if shape.signed else "unsigned"
+        raise SpecError(f"{name} value {bad} at {tuple(int(i) for i in where)} does not fit "
+                        f"{kind}({shape.width}) [{lo}, {hi}]")
+    return a
+
+
+def pack(layout, value: Any, what: str = "value") -> int:
+    """The bits of ``value`` in ``layout`` (an int, LSB = the layout's bit 0), after
+    :func:`check`. ``what`` names the value in error messages."""
+    check(layout, value, what)
+    return layout.const(_plain(value)).as_bits()
+
+
+def _plain(value):
+    """numpy scalars -> Python ints, recursively (Amaranth's const wants plain ints)."""
+    if hasattr(value, "keys"):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, enum.Enum):
+        return value
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    return [_plain(v) for v in value]
+
+
+def unpack(layout, bits: int):
+    """A read-only view of ``bits`` in ``layout`` (``layout.from_bits``): fields by
+    attribute (``word.act[3]``), signed fields sign-extended."""
+    if not isinstance(bits, numbers.Integral) or bits < 0 or bits >> Shape.cast(layout).width:
+        raise SpecError(f"{bits!r} is not a {Shape.cast(layout).width}-bit word")
+    return layout.from_bits(int(bits))
