@@ -148,3 +148,34 @@ def test_cli_compile_and_run_errors(tmp_path, capsys):
         err = capsys.readouterr().err
         assert message in err and err.count("\n") == 1, err
         assert not (tmp_path / argv[-1]).exists()
+
+
+def test_compile_writes_a_chakra_trace_chakras_reader_reads_node_for_node(tmp_path, capsys):
+    """``tessera compile --chakra``: one node per instruction (and per host op), MEM_LOAD /
+    MEM_STORE with tensor_size, COMP with num_ops and the cycle model's duration, each
+    pop's dependency on its push, read back by mlc-chakra's chakra_jsonizer."""
+    from compiler.chakra import read_traces
+
+    from .test_chakra import _jsonize
+
+    _, ep, calib = tiny()
+    pt2 = tmp_path / "tiny.pt2"
+    torch.export.save(ep, str(pt2))
+    np.save(tmp_path / "calib.npy", calib)
+    prefix = tmp_path / "trace" / "tiny"
+    assert main(["compile", str(pt2), "--calib", str(tmp_path / "calib.npy"), "-o", str(tmp_path / "out"),
+                 "--chakra", str(prefix)]) == 0
+    model = load_compiled(tmp_path / "out")
+    (nodes,) = read_traces(prefix, 1)
+    insns = sum(seg.prog_len - 1 for seg in model.segments)            # FINISH is no node
+    assert len(nodes) == insns + len(model.manifest["host_ops"])
+    meta, *docs = _jsonize(prefix.with_name("tiny.0.et"), tmp_path)
+    assert len(docs) == len(nodes)
+    for node, doc in zip(nodes, docs):
+        assert doc["name"] == node.name and doc["type"] == f"{node.type.name}_NODE"
+        assert [int(d) for d in doc.get("dataDeps", [])] == list(node.data_deps)
+        assert [int(d) for d in doc.get("ctrlDeps", [])] == list(node.ctrl_deps)
+    kinds = {n.type.name for n in nodes}
+    assert {"MEM_LOAD", "MEM_STORE", "COMP"} <= kinds
+    gemms = [n for n in nodes if n.name.endswith(":GEMM") and n.attrs["num_ops"] > 0]
+    assert gemms and all(n.duration_micros >= 1 and n.data_deps for n in gemms[:1])
