@@ -124,7 +124,13 @@ class ComputeEngine(wiring.Component):
         # Lane j of block b and column c; pipeline S0 (read) .. S4 (write the byte).
         pb, pc, pj = Signal(12, name="p_rb"), Signal(12, name="p_col"), Signal(range(cfg.rows), name="p_lane")
         p_acc = Signal(17, name="p_acc")              # acc + b*cols + c
-        p_lane = Signal(28, name="p_L")               # b*rows + j
+        p_lane = Signal(13 + rows_log2, name="p_L")   # b*rows + j
+        # Row offsets kept as running sums (no multiplier): p_lane * out_stride, its value
+        # at the block's first lane, and c * out_stride. Modulo 2^17 like the row itself:
+        # decode's range check bounds every row that is written.
+        p_lane_off = Signal(17, name="p_lane_off")
+        p_blk_off = Signal(17, name="p_blk_off")
+        p_col_off = Signal(17, name="p_col_off")
         s1 = {"valid": Signal(name="p1_valid"), "j": Signal(range(cfg.rows), name="p1_j"),
               "first": Signal(name="p1_first"), "keep": Signal(name="p1_keep"),
               "row": Signal(17, name="p1_row"), "byte": Signal(range(cfg.m), name="p1_byte")}
@@ -241,7 +247,8 @@ class ComputeEngine(wiring.Component):
                             with m.If(g_empty):
                                 m.next = "EMPTY"
                         with m.Case(Opcode.POST.value):
-                            m.d.sync += [pb.eq(0), pc.eq(0), pj.eq(0), p_acc.eq(pv.acc), p_lane.eq(0)]
+                            m.d.sync += [pb.eq(0), pc.eq(0), pj.eq(0), p_acc.eq(pv.acc), p_lane.eq(0),
+                                         p_lane_off.eq(0), p_blk_off.eq(0), p_col_off.eq(0)]
                             m.next = "POST"
                             with m.If(p_empty):
                                 m.next = "EMPTY"
@@ -294,21 +301,24 @@ class ComputeEngine(wiring.Component):
                     m.d.comb += self.param_raddr.eq(p.param + lane_all)
                 m.d.comb += [self.param_ren.eq(1), self.acc_raddr.eq(p_acc), self.acc_ren.eq(pj == 0)]
                 with m.If(p.transpose):
-                    m.d.sync += [s1["row"].eq(p.act + lane_all * p.out_stride + (pc >> m_log2)),
+                    m.d.sync += [s1["row"].eq(p.act + p_lane_off + (pc >> m_log2)),
                                  s1["byte"].eq(pc[:m_log2] if m_log2 else 0)]
                 with m.Else():
-                    m.d.sync += [s1["row"].eq(p.act + pc * p.out_stride + (lane_all >> m_log2)),
+                    m.d.sync += [s1["row"].eq(p.act + p_col_off + (lane_all >> m_log2)),
                                  s1["byte"].eq(lane_all[:m_log2] if m_log2 else 0)]
                 m.d.sync += [s1["valid"].eq(1), s1["j"].eq(pj), s1["first"].eq(pj == 0),
                              s1["keep"].eq(lane_all < p.lanes)]
                 m.d.comb += post_issue.eq(1)
                 last_lane = pj == cfg.rows - 1
+                next_lane_off = p_lane_off + p.out_stride
                 with m.If(~last_lane):
-                    m.d.sync += [pj.eq(pj + 1), p_lane.eq(p_lane + 1)]
+                    m.d.sync += [pj.eq(pj + 1), p_lane.eq(p_lane + 1), p_lane_off.eq(next_lane_off)]
                 with m.Elif(pc != p.cols - 1):
-                    m.d.sync += [pj.eq(0), pc.eq(pc + 1), p_lane.eq(p_lane - (cfg.rows - 1)), p_acc.eq(p_acc + 1)]
+                    m.d.sync += [pj.eq(0), pc.eq(pc + 1), p_lane.eq(p_lane - (cfg.rows - 1)), p_acc.eq(p_acc + 1),
+                                 p_lane_off.eq(p_blk_off), p_col_off.eq(p_col_off + p.out_stride)]
                 with m.Else():
-                    m.d.sync += [pj.eq(0), pc.eq(0), pb.eq(pb + 1), p_lane.eq(p_lane + 1), p_acc.eq(p_acc + 1)]
+                    m.d.sync += [pj.eq(0), pc.eq(0), pb.eq(pb + 1), p_lane.eq(p_lane + 1), p_acc.eq(p_acc + 1),
+                                 p_lane_off.eq(next_lane_off), p_blk_off.eq(next_lane_off), p_col_off.eq(0)]
                     with m.If(pb == p.row_blocks - 1):
                         m.next = "POST_DRAIN"
             with m.State("POST_DRAIN"):
