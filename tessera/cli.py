@@ -91,12 +91,15 @@ def _verify_command(block: Block) -> click.Command:
 
 
 def _synth_command(block: Block) -> click.Command:
-    def run(out, seed, device, package, freq, pnr, **values):
+    def run(out, target, seed, device, package, freq, pnr, generic, **values):
         from synth.flow import SynthOptions, synthesize
 
         config = _make_config(block, values)
-        out = out or f"synth_out/{block.name}-{config.tag}"
-        options = SynthOptions(device=device, package=package, seed=seed, freq_mhz=freq, pnr=pnr)
+        # Checked before any tool runs: target, device, package, frequency.
+        options = SynthOptions(target=target, device=device, package=package, seed=seed,
+                               freq_mhz=freq, pnr=pnr, generic=generic)
+        suffix = "" if target == "ice40" else f"-{target}"
+        out = out or f"synth_out/{block.name}-{config.tag}{suffix}"
         synthesize(block.build(config), block.top, out, options, config=config)
         click.echo((Path(out) / "report.md").read_text(), nl=False)
         click.echo(f"report: {Path(out) / 'report.json'}")
@@ -104,14 +107,21 @@ def _synth_command(block: Block) -> click.Command:
     return click.Command(block.name, callback=run, help=f"Synthesize and place the {block.summary}.",
                          params=[click.Option(["-o", "--out"], type=click.Path(file_okay=False),
                                               help="output folder [default: synth_out/BLOCK-PARAMS]"),
+                                 click.Option(["--target"], type=click.Choice(["ice40", "ecp5"]),
+                                              default="ice40", show_default=True,
+                                              help="FPGA family (Yosys synth_ice40/synth_ecp5, nextpnr)"),
                                  click.Option(["--seed"], type=int, default=1, show_default=True,
                                               help="nextpnr placement seed"),
-                                 click.Option(["--device"], default="hx8k", show_default=True),
-                                 click.Option(["--package"], default="ct256", show_default=True),
+                                 click.Option(["--device"], default=None,
+                                              help="device [default: hx8k on ice40, 85k (LFE5U-85F) on ecp5]"),
+                                 click.Option(["--package"], default=None,
+                                              help="package [default: ct256 on ice40, CABGA381 on ecp5]"),
                                  click.Option(["--freq"], type=float, default=100.0, show_default=True,
                                               help="nextpnr target frequency in MHz"),
                                  click.Option(["--pnr/--no-pnr"], default=True, show_default=True,
                                               help="run place-and-route for Fmax"),
+                                 click.Option(["--generic/--no-generic"], default=True, show_default=True,
+                                              help="run the generic synthesis (gates, transistors, depth)"),
                                  *_config_options(block)])
 
 
@@ -124,7 +134,7 @@ cli.add_command(_block_group("generate", "Write a block's Verilog (and its confi
                              _generate_command))
 cli.add_command(_block_group("verify", "Run a block's cocotb bench on Verilator and/or Icarus.",
                              _verify_command))
-cli.add_command(_block_group("synth", "Area (Yosys) and Fmax (nextpnr-ice40) of a block.",
+cli.add_command(_block_group("synth", "Area (Yosys) and Fmax (nextpnr) of a block on iCE40 or ECP5.",
                              _synth_command))
 
 
