@@ -245,6 +245,80 @@ def sushi_command(stream_kind, queries, seed, policy, capacity_words, tags, out)
                  policies, Path(out) if out else None)
 
 
+def _stderr_progress():
+    """A rich progress bar on stderr (stdout stays for results)."""
+    from rich.console import Console
+    from rich.progress import Progress
+
+    return Progress(console=Console(stderr=True), transient=True)
+
+
+@cli.group("qor")
+def qor_group():
+    """QoR baselines: area and Fmax of a fixed set of small configurations, per tool version."""
+
+
+def _qor_options(command):
+    for option in reversed([
+            click.option("--point", "points", multiple=True,
+                         help="a point id (block:param=value,...@target); repeatable [default: all]"),
+            click.option("--cheapest", type=int, default=None,
+                         help="only the N points whose recorded synthesis was fastest"),
+            click.option("-j", "--jobs", default=1, show_default=True, help="synthesis runs in parallel"),
+            click.option("-o", "--out", default="qor_out", show_default=True,
+                         type=click.Path(file_okay=False), help="folder for the synthesis runs"),
+            click.option("--baseline", "baseline_path", default=None, type=click.Path(dir_okay=False),
+                         help="baseline file [default: synth/qor_baseline.json]")]):
+        command = option(command)
+    return command
+
+
+@qor_group.command("check")
+@_qor_options
+def qor_check_command(points, cheapest, jobs, out, baseline_path):
+    """Synthesize the points afresh and compare them with the stored baseline."""
+    from synth.qor import BASELINE_PATH, all_tool_versions, check, load_baseline
+
+    baseline = load_baseline(baseline_path or BASELINE_PATH)
+    chosen = baseline.select(points, cheapest, baseline.for_tools(all_tool_versions()))
+    with _stderr_progress() as progress:
+        task = progress.add_task("QoR check", total=len(chosen))
+        checks = check(baseline, chosen, BLOCKS, Path(out), jobs=jobs,
+                       on_done=lambda _id: progress.advance(task))
+    click.echo("| point | LUT4 | carry | FF | BRAM | DSP | Fmax (MHz) | verdict |")
+    click.echo("|---|---|---|---|---|---|---|---|")
+    for c in checks:
+        cells = " | ".join(f"{c.fresh[k]} ({c.base[k]})" for k in ("lut4", "carry", "ff", "bram", "dsp",
+                                                                    "fmax_mhz"))
+        verdict = "; ".join(c.problems) or "; ".join(c.notes) or "within tolerance"
+        click.echo(f"| {c.point.id} | {cells} | {'FAIL: ' if c.problems else ''}{verdict} |")
+    failed = [c for c in checks if not c.ok]
+    if failed:
+        raise SynthError(f"QoR check: {len(failed)} of {len(checks)} point(s) outside the baseline's "
+                         f"tolerance (first: {failed[0].point.id}: {failed[0].problems[0]})")
+    click.echo(f"QoR check: {len(checks)} point(s) within tolerance of {baseline.path} "
+               "(fresh figure, baseline in parentheses)")
+
+
+@qor_group.command("update")
+@_qor_options
+def qor_update_command(points, cheapest, jobs, out, baseline_path):
+    """Record the points' figures as the baseline of the installed tool versions."""
+    from importlib.metadata import version
+
+    from synth.qor import BASELINE_PATH, load_baseline, update
+
+    baseline = load_baseline(baseline_path or BASELINE_PATH)
+    chosen = baseline.select(points, cheapest)
+    with _stderr_progress() as progress:
+        task = progress.add_task("QoR baseline", total=len(chosen))
+        entry = update(baseline, chosen, BLOCKS, Path(out), jobs=jobs,
+                       on_done=lambda _id: progress.advance(task), tessera_version=version("tessera-hw"))
+    for point_id in (p.id for p in chosen):
+        click.echo(f"{point_id}: {entry['results'][point_id]}")
+    click.echo(f"wrote {baseline.path} ({len(chosen)} point(s) for {entry['tools']})")
+
+
 def main(argv=None) -> int:
     try:
         result = cli.main(args=argv, prog_name="tessera", standalone_mode=False)
