@@ -319,6 +319,71 @@ def qor_update_command(points, cheapest, jobs, out, baseline_path):
     click.echo(f"wrote {baseline.path} ({len(chosen)} point(s) for {entry['tools']})")
 
 
+class _SweepGroup(click.Group):
+    """``tessera sweep SPEC`` runs a sweep (the ``run`` subcommand); ``tessera sweep report``."""
+
+    def parse_args(self, ctx, args):
+        if args and args[0] not in self.commands and args[0] not in ("--help", "-h"):
+            args = ["run", *args]
+        return super().parse_args(ctx, args)
+
+
+@cli.group("sweep", cls=_SweepGroup)
+def sweep_group():
+    """Design-space sweeps on Dask: tessera sweep SPEC, then tessera sweep report OUT."""
+
+
+@sweep_group.command("run")
+@click.argument("spec_file", metavar="SPEC", type=click.Path(dir_okay=False))
+@click.option("-o", "--out", default=None, type=click.Path(file_okay=False),
+              help="folder of the results store and the points' files [default: sweep_out/NAME]")
+@click.option("--scheduler", default=None, help="address of an existing Dask scheduler (tcp://host:8786) "
+                                                "[default: a LocalCluster on this machine]")
+@click.option("--connect-timeout", default=10.0, show_default=True, help="seconds to wait for --scheduler")
+@click.option("--workers", default=2, show_default=True, help="LocalCluster worker processes")
+@click.option("--force", is_flag=True, help="redo points already in the store")
+@click.option("--retry-failed", is_flag=True, help="redo the points stored as failed")
+def sweep_run_command(spec_file, out, scheduler, connect_timeout, workers, force, retry_failed):
+    """Run every point of a sweep spec (YAML or JSON) that the store does not hold yet."""
+    try:
+        from verif.sweep import load_spec, run_sweep
+    except ImportError as exc:
+        raise click.ClickException(f"tessera sweep needs the sweep extra ({exc.name} is missing): "
+                                   "pip install -e '.[sweep]'") from None
+
+    spec = load_spec(spec_file, BLOCKS)
+    out = Path(out or f"sweep_out/{spec.name}")
+    summary = run_sweep(spec, out, BLOCKS, scheduler=scheduler, workers=workers, force=force,
+                        retry_failed=retry_failed, connect_timeout=connect_timeout)
+    for config, error in summary.failures[:10]:
+        click.echo(f"failed: {config}: {error}", err=True)
+    line = (f"{spec.name}: {summary.total} point(s): {summary.skipped} already in the store, "
+            f"{summary.ran} ran ({summary.ok} ok, {summary.failed} failed) in {summary.seconds:.1f} s; "
+            f"store: {summary.store}")
+    if summary.interrupted:
+        click.echo(f"{line}\ninterrupted: {summary.missing} point(s) not run; "
+                   "the same command resumes", err=True)
+        return 130
+    click.echo(line)
+    return 0
+
+
+@sweep_group.command("report")
+@click.argument("out", type=click.Path(), metavar="OUT")
+@click.option("--block", default=None, help="the block to report (when the store holds several)")
+@click.option("--target", default=None, type=click.Choice(["ice40", "ecp5"]),
+              help="the target to report (when the store holds several)")
+@click.option("-o", "--report-dir", default=None, type=click.Path(file_okay=False),
+              help="where to write pareto.md/.json/.png [default: OUT]")
+def sweep_report_command(out, block, target, report_dir):
+    """Write the Pareto front (throughput vs LUT4, Fmax) of a sweep: Markdown, JSON, PNG."""
+    from verif.sweep import pareto_report
+
+    report = pareto_report(out, block=block, target=target, report_dir=report_dir)
+    click.echo(report["markdown"], nl=False)
+    click.echo(f"wrote {report['files']['markdown']}, {report['files']['json']}, {report['files']['plot']}")
+
+
 def main(argv=None) -> int:
     try:
         result = cli.main(args=argv, prog_name="tessera", standalone_mode=False)
