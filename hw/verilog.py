@@ -12,7 +12,9 @@ at power-up and after reset) and what FPGAs implement. ``reset_only=True`` leave
 out for ASIC flows and lint tools that reject them: registers get their values from the
 reset alone (a ``reset_less`` register is undefined until first written) and memories
 have no initial contents (a memory whose ``init`` is not all zeros is refused, since its
-contents could not be kept).
+contents could not be kept). The one initialiser left is Yosys's simulation trigger of
+the ``always @*`` blocks (``reg $auto$verilog_backend...$1 = 0;``): never assigned, not
+a register of the design, it makes each block evaluate once at time zero.
 """
 
 import contextlib

@@ -51,21 +51,28 @@ def _block_group(name: str, help: str, make_command):
     return group
 
 
+def _reset_only_option() -> click.Option:
+    """``--reset-only``: Verilog without power-up values (generate, verify)."""
+    return click.Option(["--reset-only"], is_flag=True,
+                        help="Verilog without register power-up values: registers take their "
+                             "values from the reset alone (for ASIC flows and strict lint)")
+
+
 def _generate_command(block: Block) -> click.Command:
-    def run(out, **values):
+    def run(out, reset_only, **values):
         config = _make_config(block, values)
-        path = write_verilog(block.build(config), block.top, out)
+        path = write_verilog(block.build(config), block.top, out, reset_only=reset_only)
         (Path(out) / f"{block.top}.json").write_text(config.to_json() + "\n")
         click.echo(f"wrote {path} ({block.name}: {config.to_json()})")
 
     return click.Command(block.name, callback=run, help=f"Write the Verilog of the {block.summary}.",
                          params=[click.Option(["-o", "--out"], type=click.Path(file_okay=False),
                                               required=True, help="output folder"),
-                                 *_config_options(block)])
+                                 _reset_only_option(), *_config_options(block)])
 
 
 def _verify_command(block: Block) -> click.Command:
-    def run(sim, seed, build_dir, **values):
+    def run(sim, seed, build_dir, reset_only, **values):
         from verif.runner import SIMULATORS, run_bench, simulator_missing
 
         config = _make_config(block, values)
@@ -76,7 +83,7 @@ def _verify_command(block: Block) -> click.Command:
                 click.echo(f"{s}: skipped: {missing}")
                 continue
             result = run_bench(config, block.build(config), block.top, block.bench, sim=s,
-                               build_root=build_dir, seed=seed, quiet=True)
+                               build_root=build_dir, seed=seed, quiet=True, reset_only=reset_only)
             for name, ok in result.cases:
                 click.echo(f"{s:9} {name:32} {'PASS' if ok else 'FAIL'}")
             click.echo(f"{s}: {result.tests - result.failed}/{result.tests} passed "
@@ -87,7 +94,7 @@ def _verify_command(block: Block) -> click.Command:
                                               default="all", show_default=True),
                                  click.Option(["--seed"], type=int, default=1, show_default=True),
                                  click.Option(["--build-dir"], default="sim_build", show_default=True),
-                                 *_config_options(block)])
+                                 _reset_only_option(), *_config_options(block)])
 
 
 def _synth_command(block: Block) -> click.Command:
@@ -156,7 +163,7 @@ def demo_command(out):
 
 #: Benchmark name -> module of tessera.bench with run_bench(out, jobs) (imported when run).
 BENCHES = {"nm-core": ".bench.nm_core", "tasd": ".bench.tasd", "train-nm": ".bench.train_nm",
-           "gear": ".bench.gear", "lp": ".bench.lp", "sushi": ".bench.sushi"}
+           "gear": ".bench.gear", "lp": ".bench.lp", "sushi": ".bench.sushi", "sweep": ".bench.sweep"}
 
 
 @cli.command("bench")

@@ -372,7 +372,7 @@ class PointTask:
 def run_point(point: PointTask) -> dict:
     """Run one point's steps; return its result record (never raises for a point's own
     failure: the record has ``status`` "failed", the failing ``step`` and the ``error``)."""
-    started = time.monotonic()
+    started, cpu_started = time.monotonic(), _cpu_seconds()
     block, task = point.block, point.task
     record = {"status": "ok", "error": None, "step": None, "worker": f"{socket.gethostname()}:{os.getpid()}",
               "work_dir": point.work_dir, "step_seconds": {}}
@@ -424,7 +424,16 @@ def run_point(point: PointTask) -> dict:
             ("synth", "verif", "spec", "golden", "compiler")) else f"{type(exc).__name__}: {exc}"
         record.update(status="failed", step=step, error=f"{step}: {message}")
     record["seconds"] = round(time.monotonic() - started, 2)
+    record["cpu_seconds"] = round(_cpu_seconds() - cpu_started, 2)
     return record
+
+
+def _cpu_seconds() -> float:
+    """CPU time of this process and of the tool processes it has waited for."""
+    import resource
+
+    own, tools = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + tools.ru_utime + tools.ru_stime
 
 
 # -- the store -------------------------------------------------------------------------------
