@@ -23,7 +23,8 @@ Spec (YAML or JSON)
       pipeline: {min: 0, max: 3}                # an integer range (step: optional)
       width: 8                  # a scalar: fixed
     sample: {count: 10, seed: 0}  # optional: 10 distinct grid points drawn at random
-    steps: [generate, synth]    # any of generate, lint, verify, synth (run in that order)
+    steps: [generate, synth]    # any of generate, lint, verify, synth (run in that order;
+                                # default: generate, lint)
     target: {family: ice40, device: hx8k, package: ct256, freq_mhz: 100, seed: 1,
              pnr: true, generic: false}       # or just "ecp5"; synth only
     sim: icarus                 # verify only: icarus or verilator
@@ -53,7 +54,6 @@ sweep goes on. A store written with another schema version is refused.
 """
 
 import hashlib
-import itertools
 import json
 import logging
 import math
