@@ -21,7 +21,7 @@ from amaranth.lib import data
 
 from .config import SpecError
 
-__all__ = ["Leaf", "leaves", "check", "check_array", "pack", "unpack"]
+__all__ = ["Leaf", "leaves", "check", "check_array", "pack", "unpack", "pack_rows", "unpack_rows"]
 
 
 @dataclass(frozen=True)
@@ -164,3 +164,48 @@ def unpack(layout, bits: int):
     if not isinstance(bits, numbers.Integral) or bits < 0 or bits >> Shape.cast(layout).width:
         raise SpecError(f"{bits!r} is not a {Shape.cast(layout).width}-bit word")
     return layout.from_bits(int(bits))
+
+
+def unpack_rows(layout, rows: np.ndarray) -> dict[str, np.ndarray]:
+    """Decode many words at once: ``rows`` is a uint8 array ``[N, bytes]`` (each row a
+    little-endian word of at least ``layout.size`` bits); returns ``{leaf path: int64[N]}``
+    (signed fields sign-extended). The vectorised twin of :func:`unpack`."""
+    rows = np.asarray(rows, dtype=np.uint8)
+    if rows.ndim != 2 or rows.shape[1] * 8 < Shape.cast(layout).width:
+        raise SpecError(f"rows must be [N, >= {-(-Shape.cast(layout).width // 8)} bytes], not {rows.shape}")
+    bits = np.unpackbits(rows, axis=1, bitorder="little").astype(np.int64)
+    out = {}
+    for leaf in leaves(layout):
+        weights = np.left_shift(np.int64(1), np.arange(leaf.width, dtype=np.int64))
+        if leaf.width == 64:
+            raise SpecError(f"field {leaf.path} is 64 bits wide: unpack it with unpack()")
+        value = bits[:, leaf.offset:leaf.offset + leaf.width] @ weights
+        if leaf.signed:
+            value = np.where(value >> (leaf.width - 1) == 1, value - (1 << leaf.width), value)
+        out[leaf.path] = value
+    return out
+
+
+def pack_rows(layout, fields: dict[str, np.ndarray], nbytes: int) -> np.ndarray:
+    """Encode many words at once into a uint8 array ``[N, nbytes]`` (little-endian):
+    ``fields`` maps every leaf path of ``layout`` to an int array ``[N]``, each checked
+    against its field (:func:`check_array`). The vectorised twin of :func:`pack`."""
+    all_leaves = leaves(layout)
+    if nbytes * 8 < Shape.cast(layout).width:
+        raise SpecError(f"{nbytes} bytes cannot hold a {Shape.cast(layout).width}-bit word")
+    paths = {leaf.path for leaf in all_leaves}
+    unknown, missing = sorted(set(fields) - paths), sorted(paths - set(fields))
+    if unknown or missing:
+        raise SpecError(f"pack_rows: unknown fields {unknown}, missing fields {missing}")
+    count = {np.asarray(v).reshape(-1).shape[0] for v in fields.values()}
+    if len(count) > 1:
+        raise SpecError(f"pack_rows: fields have different lengths {sorted(count)}")
+    n = count.pop() if count else 0
+    bits = np.zeros((n, nbytes * 8), dtype=np.uint8)
+    for leaf in all_leaves:
+        shape = (Shape(leaf.width, leaf.signed) if leaf.enum is None else Shape.cast(leaf.enum))
+        value = check_array(leaf.path, np.asarray(fields[leaf.path]).reshape(-1), shape)
+        value = value & ((1 << leaf.width) - 1)
+        for b in range(leaf.width):
+            bits[:, leaf.offset + b] = (value >> b) & 1
+    return np.packbits(bits, axis=1, bitorder="little")

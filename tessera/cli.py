@@ -16,16 +16,17 @@ import click
 
 from compiler import CompileError
 from golden import GoldenError
+from golden.models import MODELS
 from hw import write_verilog
-from spec import ConfigError
+from spec import SpecError
+from spec.accel import AcceleratorConfig
 from synth import SynthError
 from verif import VerifError
 
 from .blocks import BLOCKS, Block
-from golden.models import MODELS
 
 #: Exceptions a user can cause; the CLI reports them in one line.
-USER_ERRORS = (ConfigError, GoldenError, CompileError, VerifError, SynthError)
+USER_ERRORS = (SpecError, GoldenError, CompileError, VerifError, SynthError)
 
 
 def _config_options(block: Block):
@@ -81,6 +82,17 @@ def _verify_command(block: Block) -> click.Command:
             missing = simulator_missing(s)
             if missing and sim == "all":
                 click.echo(f"{s}: skipped: {missing}")
+                continue
+            if block.verify:
+                module, function = block.verify.split(":")
+                cases = getattr(importlib.import_module(module), function)(
+                    config, sim=s, build_root=build_dir, seed=seed)
+                for name, ok in cases:
+                    click.echo(f"{s:9} {name:32} {'PASS' if ok else 'FAIL'}")
+                failed = sum(not ok for _, ok in cases)
+                click.echo(f"{s}: {len(cases) - failed}/{len(cases)} passed")
+                if failed:
+                    raise VerifError(f"{failed} of {len(cases)} {block.name} programs differ from the ISS on {s}")
                 continue
             result = run_bench(config, block.build(config), block.top, block.bench, sim=s,
                                build_root=build_dir, seed=seed, quiet=True, reset_only=reset_only)
@@ -448,6 +460,62 @@ def train_nm_command(recipe, n, m, epochs, warmup, finetune, lam, decay, schedul
     click.echo(f"test top-1 {digits.accuracy(model, data.x_test, data.y_test):.2f}% "
                f"({recipe}, {n}:{m}, {epochs} epochs, seed {seed}); sparse layers: "
                f"{', '.join(meta['layers']) or 'none'}; wrote {out}/model.pt, nm_weights.npz, recipe.json")
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same folder."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data)
+    tmp.replace(path)
+
+
+@cli.command("asm")
+@click.argument("source", type=click.Path(exists=True, dir_okay=False))
+@click.option("-o", "--out", required=True, type=click.Path(dir_okay=False), help="binary program (16 bytes per word)")
+def asm_command(source, out):
+    """Assemble an accelerator program (docs/isa.md) into its words."""
+    from compiler.asm import assemble
+    from spec.isa import words_to_bytes
+
+    words = assemble(Path(source).read_text())
+    _write_atomically(Path(out), words_to_bytes(words))
+    click.echo(f"wrote {out}: {len(words)} instructions")
+
+
+@cli.command("disasm")
+@click.argument("binary", type=click.Path(exists=True, dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="one JSON object per instruction")
+def disasm_command(binary, as_json):
+    """Disassemble a binary accelerator program (the inverse of asm, exactly)."""
+    from compiler.asm import disassemble, disassemble_json
+    from spec.isa import bytes_to_words
+
+    words = bytes_to_words(Path(binary).read_bytes())
+    click.echo(disassemble_json(words) if as_json else disassemble(words), nl=False)
+    if as_json:
+        click.echo()
+
+
+@cli.command("fuzz")
+@click.option("--programs", default=100, show_default=True, help="legal programs (plus one per error class)")
+@click.option("--sim", type=click.Choice(["verilator", "icarus"]), default="verilator", show_default=True)
+@click.option("--seed", default=0, show_default=True)
+@click.option("--batch", default=50, show_default=True, help="programs per simulator run")
+@click.option("--illegal/--no-illegal", default=True, show_default=True,
+              help="also run one program of every error class per batch")
+@click.option("-o", "--out", default="fuzz_out", show_default=True, type=click.Path(file_okay=False),
+              help="mismatching programs are saved here for replay")
+@click.option("--build-dir", default="sim_build", show_default=True)
+def fuzz_command(programs, sim, seed, batch, illegal, out, build_dir):
+    """Random programs on the accelerator's RTL against the ISS; report each mismatch."""
+    from verif.accel_campaign import run_campaign
+
+    report = run_campaign(AcceleratorConfig(), programs, sim=sim, seed=seed, batch=batch,
+                          illegal=illegal, out=Path(out), build_root=build_dir)
+    click.echo(report.summary())
+    if report.mismatches:
+        raise click.ClickException(f"{len(report.mismatches)} mismatching program(s); saved in {out}/")
 
 
 if __name__ == "__main__":

