@@ -8,8 +8,8 @@ cluster (``scheduler="tcp://host:8786"``). It lives in ``verif`` because a point
 ``hw`` (generate), ``verif`` (lint, verify) and ``synth``; only ``verif`` may import all
 three. The block registry (``tessera.blocks``) is above this package: callers pass it in
 as a mapping of block name to an object with ``config`` (the config class), ``top``,
-``bench`` and ``build(config)``, so any registered block (and the accelerator, once it is
-registered) can be swept.
+``build(config)`` and ``bench`` (a cocotb module) or ``verify`` (``module:function``, a
+block verified by programs, as the accelerator), so any registered block can be swept.
 
 Spec (YAML or JSON)
 -------------------
@@ -231,7 +231,7 @@ def parse_spec(data, blocks: Mapping, *, source: str = "spec", default_name: str
         if step not in STEPS:
             raise VerifError(f"{source}: unknown step {step!r}; known: {', '.join(STEPS)}")
     steps = tuple(s for s in STEPS if s in steps)
-    if "verify" in steps and not getattr(block, "bench", None):
+    if "verify" in steps and not (getattr(block, "bench", None) or getattr(block, "verify", None)):
         raise VerifError(f"{source}: block {block_name!r} has no bench to verify with")
 
     timeout_s = data.get("timeout_s")
@@ -402,11 +402,7 @@ def run_point(point: PointTask) -> dict:
                 if findings:
                     raise VerifError(f"{len(findings)} lint finding(s), first: {findings[0]}")
             elif step == "verify":
-                from .runner import run_bench
-
-                result = run_bench(config, block.build(config), block.top, block.bench, sim=task["sim"],
-                                   build_root=work / "sim", quiet=True, reset_only=reset_only)
-                record["verify"] = {"sim": task["sim"], "tests": result.tests, "failed": result.failed}
+                record["verify"] = _verify(block, config, task["sim"], work / "sim", reset_only)
             elif step == "synth":
                 from synth.flow import SynthOptions, area, synthesize
 
@@ -426,6 +422,28 @@ def run_point(point: PointTask) -> dict:
     record["seconds"] = round(time.monotonic() - started, 2)
     record["cpu_seconds"] = round(_cpu_seconds() - cpu_started, 2)
     return record
+
+
+def _verify(block, config, sim: str, build_root: Path, reset_only: bool) -> dict:
+    """The verify step: the block's cocotb bench, or (a block verified by programs, as the
+    accelerator) its ``verify`` function ``module:function``."""
+    if getattr(block, "verify", None):
+        import importlib
+
+        if reset_only:
+            raise VerifError(f"{block.name} is verified by programs, which run on its default Verilog; "
+                             "reset_only applies to bench-verified blocks")
+        module, function = block.verify.split(":")
+        cases = getattr(importlib.import_module(module), function)(config, sim=sim, build_root=build_root, seed=1)
+        failed = sum(not ok for _, ok in cases)
+        if not cases or failed:
+            raise VerifError(f"{failed} of {len(cases)} {block.name} programs failed on {sim}")
+        return {"sim": sim, "tests": len(cases), "failed": failed}
+    from .runner import run_bench
+
+    result = run_bench(config, block.build(config), block.top, block.bench, sim=sim, build_root=build_root,
+                       quiet=True, reset_only=reset_only)
+    return {"sim": sim, "tests": result.tests, "failed": result.failed}
 
 
 def _cpu_seconds() -> float:
