@@ -64,6 +64,7 @@ import signal
 import socket
 import sqlite3
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -639,6 +640,11 @@ def run_sweep(spec: SweepSpec, out_dir: str | Path, blocks: Mapping, *, schedule
 
     bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                    TimeRemainingColumn(), console=Console(stderr=True), disable=not progress)
+    # SIGINT stops the sweep cleanly even when this process inherited it ignored (a job
+    # started in the background of a script): Python then installs no handler of its own.
+    interruptible = threading.current_thread() is threading.main_thread()
+    if interruptible:
+        previous_sigint = signal.signal(signal.SIGINT, signal.default_int_handler)
     client, cluster = _client(scheduler, workers, connect_timeout)
     futures = {}
     try:
@@ -683,6 +689,8 @@ def run_sweep(spec: SweepSpec, out_dir: str | Path, blocks: Mapping, *, schedule
         except Exception:  # closing after Ctrl-C or a lost scheduler: nothing left to save
             pass
         store.close()
+        if interruptible:
+            signal.signal(signal.SIGINT, previous_sigint)
     summary.seconds = time.monotonic() - started
     return summary
 
