@@ -18,6 +18,7 @@ a register of the design, it makes each block evaluate once at time zero.
 """
 
 import contextlib
+import os
 import threading
 from pathlib import Path
 
@@ -93,7 +94,7 @@ def write_verilog(component, name: str, out_dir: str | Path, *, reset_only: bool
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{name}.v"
     text = to_verilog(component, name, reset_only=reset_only)
-    partial = path.with_name(f".{path.name}.partial")
+    partial = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.partial")
     partial.write_text(text)
     partial.replace(path)
     return path

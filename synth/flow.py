@@ -31,10 +31,12 @@ line is quoted in the :class:`SynthError`.
 
 import json
 import math
+import os
 import re
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
@@ -265,7 +267,7 @@ def _read_json(path: Path, step: str) -> dict:
 
 def _write_text(path: Path, text: str) -> None:
     """Write through a temporary file in the same folder, so no reader sees half a report."""
-    partial = path.with_name(f".{path.name}.partial")
+    partial = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.partial")
     partial.write_text(text)
     partial.replace(path)
 

@@ -35,6 +35,7 @@ as a mapping of block name to an object with ``config`` (the config class), ``to
 """
 
 import json
+import os
 import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -252,7 +253,7 @@ def update(baseline: Baseline, points: list[QoRPoint], blocks: Mapping, out_dir:
         "points": [{"block": p.block, "params": p.params, "target": p.target} for p in baseline.points],
         "baselines": entries,
     }
-    partial = baseline.path.with_name(f".{baseline.path.name}.partial")
+    partial = baseline.path.with_name(f".{baseline.path.name}.{os.getpid()}.partial")
     partial.write_text(json.dumps(data, indent=2) + "\n")
     partial.replace(baseline.path)
     return entry

@@ -798,7 +798,7 @@ def pareto_report(out_dir: str | Path, *, block: str | None = None, target: str 
 
 
 def _write(path: Path, text: str) -> None:
-    partial = path.with_name(f".{path.name}.partial")
+    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
     partial.write_text(text)
     partial.replace(path)
 
