@@ -111,9 +111,14 @@ def read_results(results_xml: Path) -> tuple[tuple[str, bool], ...]:
 
 def run_bench(config: BlockConfig, component, top: str, test_module: str, *, sim: str,
               build_root: str | Path = "sim_build", seed: int = 1, testcase: str | None = None,
-              extra_env: dict[str, str] | None = None, quiet: bool = False) -> BenchResult:
+              extra_env: dict[str, str] | None = None, quiet: bool = False,
+              reset_only: bool = False) -> BenchResult:
     """Emit ``component``'s Verilog as module ``top``, build it on ``sim`` and run the
     cocotb tests in ``test_module`` against it.
+
+    ``reset_only`` emits the Verilog without power-up values (:func:`hw.write_verilog`),
+    so the bench shows that the design needs only its reset (on Icarus, registers start
+    as X).
 
     Under pytest a failing bench fails the calling test (cocotb's runner exits);
     elsewhere the result is returned and :class:`VerifError` raised when a test failed.
@@ -124,10 +129,11 @@ def run_bench(config: BlockConfig, component, top: str, test_module: str, *, sim
         raise VerifError(missing)
     from cocotb_tools.runner import get_runner
 
-    build_dir = Path(build_root).resolve() / f"{config.block}-{config.tag}-{sim}"
+    build_dir = Path(build_root).resolve() / (f"{config.block}-{config.tag}-{sim}"
+                                              + ("-reset-only" if reset_only else ""))
     # The Verilog is rewritten only when it changes, so a second run of the same design
     # reuses its simulator build (a Verilator build of the accelerator takes a minute).
-    text = to_verilog(component, top)
+    text = to_verilog(component, top, reset_only=reset_only)
     if sim == "icarus":
         text = icarus_time_zero(text)
     source = build_dir / f"{top}.v"
