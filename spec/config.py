@@ -41,6 +41,9 @@ class BlockConfig:
 
     #: Block name used by the CLI and in report names (e.g. ``"nm-core"``).
     block: ClassVar[str] = ""
+    #: What the block produces, for throughput figures: :attr:`ops_per_cycle` of these
+    #: per clock cycle at full rate (e.g. ``"MAC"``: effective MACs of the N:M core).
+    ops_unit: ClassVar[str] = "result"
 
     def __post_init__(self):
         for field in dataclasses.fields(self):
@@ -62,6 +65,12 @@ class BlockConfig:
     def _canonical(self, name: str, value: Any) -> None:
         """Replace field ``name`` by its canonical form (in :meth:`validate` only)."""
         object.__setattr__(self, name, value)
+
+    @property
+    def ops_per_cycle(self) -> int:
+        """:attr:`ops_unit` produced per clock cycle at full rate (throughput x Fmax gives
+        the figure a design-space sweep plots against area)."""
+        return 1
 
     @classmethod
     def params(cls) -> list[dataclasses.Field]:

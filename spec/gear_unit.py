@@ -77,6 +77,7 @@ class GearUnitConfig(BlockConfig):
     """
 
     block = "gear-unit"
+    ops_unit = "value"
 
     head_dim: int = param(32, "values per reconstructed row (lanes), >= 1")
     group_size: int = param(1, "lanes sharing one scale/zero pair per row beat; divides head_dim")
@@ -151,6 +152,11 @@ class GearUnitConfig(BlockConfig):
     @property
     def values_per_cycle(self) -> int:
         return self.head_dim
+
+    @property
+    def ops_per_cycle(self) -> int:
+        """Reconstructed int8 values per cycle: one row."""
+        return self.values_per_cycle
 
 
 def outlier_layout(config: GearUnitConfig) -> data.StructLayout:

@@ -49,6 +49,7 @@ class LPPEConfig(BlockConfig):
     """
 
     block = "lp-pe"
+    ops_unit = "product"
     #: Register stages of the product datapath (decode, log add + table, shift).
     product_stages: ClassVar[int] = 3
 
@@ -108,6 +109,11 @@ class LPPEConfig(BlockConfig):
     def latency(self) -> int:
         """Cycles from accepting a ``last`` beat to ``o.valid`` (no back-pressure)."""
         return self.product_stages + 2
+
+    @property
+    def ops_per_cycle(self) -> int:
+        """Products per cycle: one per lane."""
+        return self.lanes
 
 
 def beat_layout(config: LPPEConfig):

@@ -34,6 +34,7 @@ class Int8PEConfig(BlockConfig):
     """
 
     block = "int8-pe"
+    ops_unit = "product"
     #: Register stages of the product datapath (the multiplier's output register).
     product_stages: ClassVar[int] = 1
 
@@ -42,6 +43,11 @@ class Int8PEConfig(BlockConfig):
 
     def validate(self):
         _check_common(self, 16)
+
+    @property
+    def ops_per_cycle(self) -> int:
+        """Products per cycle: one per lane."""
+        return self.lanes
 
     @property
     def width(self) -> int:
@@ -67,6 +73,7 @@ class FP8PEConfig(BlockConfig):
     """
 
     block = "fp8-pe"
+    ops_unit = "product"
     #: Register stages of the product datapath (multiply + exponent add, shift).
     product_stages: ClassVar[int] = 2
 
@@ -87,6 +94,11 @@ class FP8PEConfig(BlockConfig):
     @property
     def latency(self) -> int:
         return self.product_stages + 2
+
+    @property
+    def ops_per_cycle(self) -> int:
+        """Products per cycle: one per lane."""
+        return self.lanes
 
 
 def beat_layout(config):

@@ -44,6 +44,7 @@ class NMCoreConfig(BlockConfig):
     """
 
     block = "nm-core"
+    ops_unit = "MAC"
 
     n: int = param(2, "multipliers (weight slots) per row, 1 <= n <= m")
     m: int = param(4, "group size along the reduction axis, a power of two >= 2")
@@ -99,6 +100,11 @@ class NMCoreConfig(BlockConfig):
     def effective_macs_per_cycle(self) -> int:
         """Dense-equivalent MACs per cycle at full rate: m per row."""
         return self.rows * self.m
+
+    @property
+    def ops_per_cycle(self) -> int:
+        """Effective (dense-equivalent) MACs per cycle."""
+        return self.effective_macs_per_cycle
 
 
 def group_layout(n: int, m: int, width: int) -> data.StructLayout:

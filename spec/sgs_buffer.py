@@ -59,6 +59,7 @@ class SGSBufferConfig(BlockConfig):
     """
 
     block = "sgs-buffer"
+    ops_unit = "word"
 
     capacity_words: int = param(2048, "on-chip words in all (persistent + streaming), a multiple of block-words")
     word_width: int = param(32, "bits per word, a multiple of 8")

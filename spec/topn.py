@@ -33,6 +33,7 @@ class TopNConfig(BlockConfig):
     """
 
     block = "topn"
+    ops_unit = "activation"
 
     series: str = param("2:4", "TASD series of the activations, e.g. 2:4 or 2:4+1:4 (one m)")
     width: int = param(8, "activation width in bits, >= 2")
@@ -66,6 +67,11 @@ class TopNConfig(BlockConfig):
     def latency(self) -> int:
         """Cycles from accepting a group to ``o.valid`` (no back-pressure)."""
         return len(self.terms)
+
+    @property
+    def ops_per_cycle(self) -> int:
+        """Activations decomposed per cycle: one m-group."""
+        return self.m
 
 
 def topn_in_layout(config: TopNConfig) -> data.StructLayout:

@@ -16,17 +16,18 @@ import click
 
 from compiler import CompileError
 from golden import GoldenError
+from golden.models import MODELS
+from golden.sushi import POLICIES, STREAMS, SUPERNETS
 from hw import write_verilog
-from spec import ConfigError
+from spec import SpecError
+from spec.accel import AcceleratorConfig
 from synth import SynthError
 from verif import VerifError
 
 from .blocks import BLOCKS, Block
-from golden.models import MODELS
-from golden.sushi import POLICIES, STREAMS, SUPERNETS
 
 #: Exceptions a user can cause; the CLI reports them in one line.
-USER_ERRORS = (ConfigError, GoldenError, CompileError, VerifError, SynthError)
+USER_ERRORS = (SpecError, GoldenError, CompileError, VerifError, SynthError)
 
 
 def _config_options(block: Block):
@@ -52,21 +53,28 @@ def _block_group(name: str, help: str, make_command):
     return group
 
 
+def _reset_only_option() -> click.Option:
+    """``--reset-only``: Verilog without power-up values (generate, verify)."""
+    return click.Option(["--reset-only"], is_flag=True,
+                        help="Verilog without register power-up values: registers take their "
+                             "values from the reset alone (for ASIC flows and strict lint)")
+
+
 def _generate_command(block: Block) -> click.Command:
-    def run(out, **values):
+    def run(out, reset_only, **values):
         config = _make_config(block, values)
-        path = write_verilog(block.build(config), block.top, out)
+        path = write_verilog(block.build(config), block.top, out, reset_only=reset_only)
         (Path(out) / f"{block.top}.json").write_text(config.to_json() + "\n")
         click.echo(f"wrote {path} ({block.name}: {config.to_json()})")
 
     return click.Command(block.name, callback=run, help=f"Write the Verilog of the {block.summary}.",
                          params=[click.Option(["-o", "--out"], type=click.Path(file_okay=False),
                                               required=True, help="output folder"),
-                                 *_config_options(block)])
+                                 _reset_only_option(), *_config_options(block)])
 
 
 def _verify_command(block: Block) -> click.Command:
-    def run(sim, seed, build_dir, **values):
+    def run(sim, seed, build_dir, reset_only, **values):
         from verif.runner import SIMULATORS, run_bench, simulator_missing
 
         config = _make_config(block, values)
@@ -76,8 +84,19 @@ def _verify_command(block: Block) -> click.Command:
             if missing and sim == "all":
                 click.echo(f"{s}: skipped: {missing}")
                 continue
+            if block.verify:
+                module, function = block.verify.split(":")
+                cases = getattr(importlib.import_module(module), function)(
+                    config, sim=s, build_root=build_dir, seed=seed)
+                for name, ok in cases:
+                    click.echo(f"{s:9} {name:32} {'PASS' if ok else 'FAIL'}")
+                failed = sum(not ok for _, ok in cases)
+                click.echo(f"{s}: {len(cases) - failed}/{len(cases)} passed")
+                if failed:
+                    raise VerifError(f"{failed} of {len(cases)} {block.name} programs differ from the ISS on {s}")
+                continue
             result = run_bench(config, block.build(config), block.top, block.bench, sim=s,
-                               build_root=build_dir, seed=seed, quiet=True)
+                               build_root=build_dir, seed=seed, quiet=True, reset_only=reset_only)
             for name, ok in result.cases:
                 click.echo(f"{s:9} {name:32} {'PASS' if ok else 'FAIL'}")
             click.echo(f"{s}: {result.tests - result.failed}/{result.tests} passed "
@@ -88,16 +107,19 @@ def _verify_command(block: Block) -> click.Command:
                                               default="all", show_default=True),
                                  click.Option(["--seed"], type=int, default=1, show_default=True),
                                  click.Option(["--build-dir"], default="sim_build", show_default=True),
-                                 *_config_options(block)])
+                                 _reset_only_option(), *_config_options(block)])
 
 
 def _synth_command(block: Block) -> click.Command:
-    def run(out, seed, device, package, freq, pnr, **values):
+    def run(out, target, seed, device, package, freq, pnr, generic, **values):
         from synth.flow import SynthOptions, synthesize
 
         config = _make_config(block, values)
-        out = out or f"synth_out/{block.name}-{config.tag}"
-        options = SynthOptions(device=device, package=package, seed=seed, freq_mhz=freq, pnr=pnr)
+        # Checked before any tool runs: target, device, package, frequency.
+        options = SynthOptions(target=target, device=device, package=package, seed=seed,
+                               freq_mhz=freq, pnr=pnr, generic=generic)
+        suffix = "" if target == "ice40" else f"-{target}"
+        out = out or f"synth_out/{block.name}-{config.tag}{suffix}"
         synthesize(block.build(config), block.top, out, options, config=config)
         click.echo((Path(out) / "report.md").read_text(), nl=False)
         click.echo(f"report: {Path(out) / 'report.json'}")
@@ -105,14 +127,21 @@ def _synth_command(block: Block) -> click.Command:
     return click.Command(block.name, callback=run, help=f"Synthesize and place the {block.summary}.",
                          params=[click.Option(["-o", "--out"], type=click.Path(file_okay=False),
                                               help="output folder [default: synth_out/BLOCK-PARAMS]"),
+                                 click.Option(["--target"], type=click.Choice(["ice40", "ecp5"]),
+                                              default="ice40", show_default=True,
+                                              help="FPGA family (Yosys synth_ice40/synth_ecp5, nextpnr)"),
                                  click.Option(["--seed"], type=int, default=1, show_default=True,
                                               help="nextpnr placement seed"),
-                                 click.Option(["--device"], default="hx8k", show_default=True),
-                                 click.Option(["--package"], default="ct256", show_default=True),
+                                 click.Option(["--device"], default=None,
+                                              help="device [default: hx8k on ice40, 85k (LFE5U-85F) on ecp5]"),
+                                 click.Option(["--package"], default=None,
+                                              help="package [default: ct256 on ice40, CABGA381 on ecp5]"),
                                  click.Option(["--freq"], type=float, default=100.0, show_default=True,
                                               help="nextpnr target frequency in MHz"),
                                  click.Option(["--pnr/--no-pnr"], default=True, show_default=True,
                                               help="run place-and-route for Fmax"),
+                                 click.Option(["--generic/--no-generic"], default=True, show_default=True,
+                                              help="run the generic synthesis (gates, transistors, depth)"),
                                  *_config_options(block)])
 
 
@@ -125,7 +154,7 @@ cli.add_command(_block_group("generate", "Write a block's Verilog (and its confi
                              _generate_command))
 cli.add_command(_block_group("verify", "Run a block's cocotb bench on Verilator and/or Icarus.",
                              _verify_command))
-cli.add_command(_block_group("synth", "Area (Yosys) and Fmax (nextpnr-ice40) of a block.",
+cli.add_command(_block_group("synth", "Area (Yosys) and Fmax (nextpnr) of a block on iCE40 or ECP5.",
                              _synth_command))
 
 
@@ -147,7 +176,9 @@ def demo_command(out):
 
 #: Benchmark name -> module of tessera.bench with run_bench(out, jobs) (imported when run).
 BENCHES = {"nm-core": ".bench.nm_core", "tasd": ".bench.tasd", "train-nm": ".bench.train_nm",
-           "gear": ".bench.gear", "lp": ".bench.lp", "sushi": ".bench.sushi"}
+           "accel": ".bench.accel", "compile": ".bench.compile",
+           "gear": ".bench.gear", "lp": ".bench.lp", "sushi": ".bench.sushi", "sweep": ".bench.sweep",
+           "tacos": ".bench.tacos"}
 
 
 @cli.command("bench")
@@ -158,6 +189,40 @@ def bench_command(what, out, jobs):
     """Print the benchmark figures of a block or method."""
     module = importlib.import_module(BENCHES[what], __package__)
     module.run_bench(Path(out), jobs=jobs)
+
+
+@cli.command("tacos")
+@click.argument("topology")
+@click.option("--collective", type=click.Choice(["all-gather", "reduce-scatter", "all-reduce"]), required=True)
+@click.option("--chunks", type=int, required=True, help="chunks per NPU")
+@click.option("--chunk-bytes", type=int, required=True, help="bytes per chunk")
+@click.option("--seed", type=int, default=0, show_default=True, help="seed of the link-chunk matching")
+@click.option("--policy", type=click.Choice(["random", "fifo"]), default="random", show_default=True,
+              help="chunk choice per link: random (the paper) or fifo (oldest first)")
+@click.option("--bandwidth", type=float, default=50.0, show_default=True, help="GB/s of generated links")
+@click.option("--latency", type=float, default=0.5, show_default=True, help="us of generated links")
+@click.option("-o", "--out", required=True, type=click.Path(file_okay=False),
+              help="writes OUT/schedule.json and OUT/trace.<npu>.et")
+def tacos_command(topology, collective, chunks, chunk_bytes, seed, policy, bandwidth, latency, out):
+    """Synthesise a collective with TACOS for TOPOLOGY (a YAML file or e.g. torus:4x4, ring:8).
+
+    Writes the schedule (JSON) and one Chakra trace of sends and receives per NPU.
+    """
+    from compiler.chakra import write_traces
+    from compiler.collectives import schedule_traces
+    from golden.tacos import check, lower_bound_ps, parse_topology, synthesize
+
+    topo = parse_topology(topology, bandwidth, latency)
+    schedule = synthesize(topo, collective, chunks, chunk_bytes, seed=seed, policy=policy)
+    report = check(schedule, topo)
+    bound = lower_bound_ps(topo, collective, chunks, chunk_bytes) / 1e6
+    per_npu = schedule_traces(schedule, topo)                # everything built before anything is written
+    path = schedule.write(Path(out) / "schedule.json")
+    traces = write_traces(Path(out) / "trace", per_npu)
+    click.echo(f"{collective} on {topo.name} ({topo.npus} NPUs, {len(topo.links)} links), {chunks} x "
+               f"{chunk_bytes} B per NPU: {report.time_us:.3f} us ({report.transfers} transfers; "
+               f"lower bound {bound:.3f} us)")
+    click.echo(f"wrote {path} and {len(traces)} traces {Path(out) / 'trace'}.<npu>.et")
 
 
 @cli.command("tasder")
@@ -244,6 +309,145 @@ def sushi_command(supernet, stream_kind, queries, seed, policy, capacity_words, 
     run_schedule(supernet, platform, stream_kind, queries, seed, policies, Path(out) if out else None)
 
 
+def _stderr_progress():
+    """A rich progress bar on stderr (stdout stays for results)."""
+    from rich.console import Console
+    from rich.progress import Progress
+
+    return Progress(console=Console(stderr=True), transient=True)
+
+
+@cli.group("qor")
+def qor_group():
+    """QoR baselines: area and Fmax of a fixed set of small configurations, per tool version."""
+
+
+def _qor_options(command):
+    for option in reversed([
+            click.option("--point", "points", multiple=True,
+                         help="a point id (block:param=value,...@target); repeatable [default: all]"),
+            click.option("--cheapest", type=int, default=None,
+                         help="only the N points whose recorded synthesis was fastest"),
+            click.option("-j", "--jobs", default=1, show_default=True, help="synthesis runs in parallel"),
+            click.option("-o", "--out", default="qor_out", show_default=True,
+                         type=click.Path(file_okay=False), help="folder for the synthesis runs"),
+            click.option("--baseline", "baseline_path", default=None, type=click.Path(dir_okay=False),
+                         help="baseline file [default: synth/qor_baseline.json]")]):
+        command = option(command)
+    return command
+
+
+@qor_group.command("check")
+@_qor_options
+def qor_check_command(points, cheapest, jobs, out, baseline_path):
+    """Synthesize the points afresh and compare them with the stored baseline."""
+    from synth.qor import BASELINE_PATH, all_tool_versions, check, load_baseline
+
+    baseline = load_baseline(baseline_path or BASELINE_PATH)
+    chosen = baseline.select(points, cheapest, baseline.for_tools(all_tool_versions()))
+    with _stderr_progress() as progress:
+        task = progress.add_task("QoR check", total=len(chosen))
+        checks = check(baseline, chosen, BLOCKS, Path(out), jobs=jobs,
+                       on_done=lambda _id: progress.advance(task))
+    click.echo("| point | LUT4 | carry | FF | BRAM | DSP | Fmax (MHz) | verdict |")
+    click.echo("|---|---|---|---|---|---|---|---|")
+    for c in checks:
+        cells = " | ".join(f"{c.fresh[k]} ({c.base[k]})" for k in ("lut4", "carry", "ff", "bram", "dsp",
+                                                                    "fmax_mhz"))
+        verdict = "; ".join(c.problems) or "; ".join(c.notes) or "within tolerance"
+        click.echo(f"| {c.point.id} | {cells} | {'FAIL: ' if c.problems else ''}{verdict} |")
+    failed = [c for c in checks if not c.ok]
+    if failed:
+        raise SynthError(f"QoR check: {len(failed)} of {len(checks)} point(s) outside the baseline's "
+                         f"tolerance (first: {failed[0].point.id}: {failed[0].problems[0]})")
+    click.echo(f"QoR check: {len(checks)} point(s) within tolerance of {baseline.path} "
+               "(fresh figure, baseline in parentheses)")
+
+
+@qor_group.command("update")
+@_qor_options
+def qor_update_command(points, cheapest, jobs, out, baseline_path):
+    """Record the points' figures as the baseline of the installed tool versions."""
+    from importlib.metadata import version
+
+    from synth.qor import BASELINE_PATH, load_baseline, update
+
+    baseline = load_baseline(baseline_path or BASELINE_PATH)
+    chosen = baseline.select(points, cheapest)
+    with _stderr_progress() as progress:
+        task = progress.add_task("QoR baseline", total=len(chosen))
+        entry = update(baseline, chosen, BLOCKS, Path(out), jobs=jobs,
+                       on_done=lambda _id: progress.advance(task), tessera_version=version("tessera-hw"))
+    for point_id in (p.id for p in chosen):
+        click.echo(f"{point_id}: {entry['results'][point_id]}")
+    click.echo(f"wrote {baseline.path} ({len(chosen)} point(s) for {entry['tools']})")
+
+
+class _SweepGroup(click.Group):
+    """``tessera sweep SPEC`` runs a sweep (the ``run`` subcommand); ``tessera sweep report``."""
+
+    def parse_args(self, ctx, args):
+        if args and args[0] not in self.commands and args[0] not in ("--help", "-h"):
+            args = ["run", *args]
+        return super().parse_args(ctx, args)
+
+
+@cli.group("sweep", cls=_SweepGroup)
+def sweep_group():
+    """Design-space sweeps on Dask: tessera sweep SPEC, then tessera sweep report OUT."""
+
+
+@sweep_group.command("run")
+@click.argument("spec_file", metavar="SPEC", type=click.Path(dir_okay=False))
+@click.option("-o", "--out", default=None, type=click.Path(file_okay=False),
+              help="folder of the results store and the points' files [default: sweep_out/NAME]")
+@click.option("--scheduler", default=None, help="address of an existing Dask scheduler (tcp://host:8786) "
+                                                "[default: a LocalCluster on this machine]")
+@click.option("--connect-timeout", default=10.0, show_default=True, help="seconds to wait for --scheduler")
+@click.option("--workers", default=2, show_default=True, help="LocalCluster worker processes")
+@click.option("--force", is_flag=True, help="redo points already in the store")
+@click.option("--retry-failed", is_flag=True, help="redo the points stored as failed")
+def sweep_run_command(spec_file, out, scheduler, connect_timeout, workers, force, retry_failed):
+    """Run every point of a sweep spec (YAML or JSON) that the store does not hold yet."""
+    try:
+        from verif.sweep import load_spec, run_sweep
+    except ImportError as exc:
+        raise click.ClickException(f"tessera sweep needs the sweep extra ({exc.name} is missing): "
+                                   "pip install -e '.[sweep]'") from None
+
+    spec = load_spec(spec_file, BLOCKS)
+    out = Path(out or f"sweep_out/{spec.name}")
+    summary = run_sweep(spec, out, BLOCKS, scheduler=scheduler, workers=workers, force=force,
+                        retry_failed=retry_failed, connect_timeout=connect_timeout)
+    for config, error in summary.failures[:10]:
+        click.echo(f"failed: {config}: {error}", err=True)
+    line = (f"{spec.name}: {summary.total} point(s): {summary.skipped} already in the store, "
+            f"{summary.ran} ran ({summary.ok} ok, {summary.failed} failed) in {summary.seconds:.1f} s; "
+            f"store: {summary.store}")
+    if summary.interrupted:
+        click.echo(f"{line}\ninterrupted: {summary.missing} point(s) not run; "
+                   "the same command resumes", err=True)
+        return 130
+    click.echo(line)
+    return 0
+
+
+@sweep_group.command("report")
+@click.argument("out", type=click.Path(), metavar="OUT")
+@click.option("--block", default=None, help="the block to report (when the store holds several)")
+@click.option("--target", default=None, type=click.Choice(["ice40", "ecp5"]),
+              help="the target to report (when the store holds several)")
+@click.option("-o", "--report-dir", default=None, type=click.Path(file_okay=False),
+              help="where to write pareto.md/.json/.png [default: OUT]")
+def sweep_report_command(out, block, target, report_dir):
+    """Write the Pareto front (throughput vs LUT4, Fmax) of a sweep: Markdown, JSON, PNG."""
+    from verif.sweep import pareto_report
+
+    report = pareto_report(out, block=block, target=target, report_dir=report_dir)
+    click.echo(report["markdown"], nl=False)
+    click.echo(f"wrote {report['files']['markdown']}, {report['files']['json']}, {report['files']['plot']}")
+
+
 def main(argv=None) -> int:
     try:
         result = cli.main(args=argv, prog_name="tessera", standalone_mode=False)
@@ -301,6 +505,196 @@ def train_nm_command(recipe, n, m, epochs, warmup, finetune, lam, decay, schedul
     click.echo(f"test top-1 {digits.accuracy(model, data.x_test, data.y_test):.2f}% "
                f"({recipe}, {n}:{m}, {epochs} epochs, seed {seed}); sparse layers: "
                f"{', '.join(meta['layers']) or 'none'}; wrote {out}/model.pt, nm_weights.npz, recipe.json")
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same folder."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data)
+    tmp.replace(path)
+
+
+@cli.command("asm")
+@click.argument("source", type=click.Path(exists=True, dir_okay=False))
+@click.option("-o", "--out", required=True, type=click.Path(dir_okay=False), help="binary program (16 bytes per word)")
+def asm_command(source, out):
+    """Assemble an accelerator program (docs/isa.md) into its words."""
+    from compiler.asm import assemble
+    from spec.isa import words_to_bytes
+
+    words = assemble(Path(source).read_text())
+    _write_atomically(Path(out), words_to_bytes(words))
+    click.echo(f"wrote {out}: {len(words)} instructions")
+
+
+@cli.command("disasm")
+@click.argument("binary", type=click.Path(exists=True, dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="one JSON object per instruction")
+def disasm_command(binary, as_json):
+    """Disassemble a binary accelerator program (the inverse of asm, exactly)."""
+    from compiler.asm import disassemble, disassemble_json
+    from spec.isa import bytes_to_words
+
+    words = bytes_to_words(Path(binary).read_bytes())
+    click.echo(disassemble_json(words) if as_json else disassemble(words), nl=False)
+    if as_json:
+        click.echo()
+
+
+@cli.command("fuzz")
+@click.option("--programs", default=100, show_default=True, help="legal programs (plus one per error class)")
+@click.option("--sim", type=click.Choice(["verilator", "icarus"]), default="verilator", show_default=True)
+@click.option("--seed", default=0, show_default=True)
+@click.option("--batch", default=50, show_default=True, help="programs per simulator run")
+@click.option("--illegal/--no-illegal", default=True, show_default=True,
+              help="also run one program of every error class per batch")
+@click.option("-o", "--out", default="fuzz_out", show_default=True, type=click.Path(file_okay=False),
+              help="mismatching programs are saved here for replay")
+@click.option("--build-dir", default="sim_build", show_default=True)
+def fuzz_command(programs, sim, seed, batch, illegal, out, build_dir):
+    """Random programs on the accelerator's RTL against the ISS; report each mismatch."""
+    from verif.accel_campaign import run_campaign
+
+    report = run_campaign(AcceleratorConfig(), programs, sim=sim, seed=seed, batch=batch,
+                          illegal=illegal, out=Path(out), build_root=build_dir)
+    click.echo(report.summary())
+    if report.mismatches:
+        raise click.ClickException(f"{len(report.mismatches)} mismatching program(s); saved in {out}/")
+
+
+@cli.command("compile")
+@click.argument("model")
+@click.option("-o", "--out", required=True, type=click.Path(file_okay=False), help="output folder")
+@click.option("--calib", default=None, type=click.Path(dir_okay=False),
+              help="calibration inputs (.npy) [default: the registered model's calibration batch]")
+@click.option("--calib-count", default=256, show_default=True, help="calibration samples of a registered model")
+@click.option("--core", default=None, help="the core's n:m [default: the default machine's]")
+@click.option("--rows", type=int, default=None, help="the core's output rows")
+@click.option("--topn", default=None, help="the machine's activation top-N series")
+@click.option("--budget", type=float, default=None,
+              help="TASDER accuracy budget (points of top-1 on the calibration set): choose a TASD series per layer")
+@click.option("--batch", default=1, show_default=True, help="inputs per program run")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--chakra", default=None, help="also write the program as Chakra execution traces PREFIX.<npu>.et")
+def compile_command(model, out, calib, calib_count, core, rows, topn, budget, batch, seed, chakra):
+    """Compile MODEL (a registered model, a train-nm folder or a .pt2 file) for the accelerator."""
+    from compiler.model import compile_model
+    from compiler.sources import load_source
+
+    changes = {}
+    if core is not None:
+        try:
+            changes["n"], changes["m"] = (int(v) for v in core.split(":"))
+        except ValueError:
+            raise click.UsageError(f"--core must be n:m, not {core!r}") from None
+    if rows is not None:
+        changes["rows"] = rows
+    if topn is not None:
+        changes["topn"] = topn
+    config = AcceleratorConfig(**changes)
+    source = load_source(model, calib=calib, calib_count=calib_count, seed=seed)
+    choices = None
+    if budget is not None:
+        if source.module is None or source.calib_labels is None:
+            raise click.UsageError("--budget needs a registered or train-nm model with labelled calibration data")
+        import torch
+
+        from golden.tasder import default_menu
+        from golden.tasder_search import search
+
+        result = search(source.module, torch.from_numpy(source.calib).float(), config.core, default_menu(config.core),
+                        y=torch.from_numpy(source.calib_labels), max_accuracy_drop=budget)
+        choices = {name: c.weights for name, c in result.choices.items()}
+    compiled = compile_model(source.exported, source.calib, config, batch=batch, choices=choices)
+    compiled.manifest["source"] = {"model": model, "calib": calib or f"{calib_count} samples (seed {seed})",
+                                   "budget": budget}
+    compiled.save(Path(out))
+    click.echo(f"{'layer':12} {'op':7} {'weights':14} passes  n_active  instructions")
+    for layer in compiled.manifest["layers"]:
+        first, last = layer["instructions"]
+        click.echo(f"{layer['name']:12} {layer['kind']:7} {layer['series']:14} {layer['passes']:6}  "
+                   f"{layer['n_active']:8}  seg{layer['segment']} {first}..{last}")
+    for op in compiled.manifest["host_ops"]:
+        click.echo(f"{op['name']:12} {op['kind']:7} (host)")
+    if chakra:
+        from compiler.trace import write_model_traces
+
+        paths = write_model_traces(compiled, chakra)
+        click.echo(f"wrote {len(paths)} Chakra trace(s): {paths[0]}")
+    click.echo(f"wrote {out}: {len(compiled.segments)} segment(s), "
+               f"{sum(s.prog_len for s in compiled.segments)} instructions")
+
+
+@cli.command("run")
+@click.argument("folder", type=click.Path(exists=True, file_okay=False))
+@click.option("--input", "inputs", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="inputs (.npy), [N, ...] in the model's input shape")
+@click.option("--sim", type=click.Choice(["iss", "verilator", "icarus"]), default="iss", show_default=True)
+@click.option("-o", "--out", default=None, type=click.Path(dir_okay=False), help="write the outputs (.npy)")
+@click.option("--compare", is_flag=True, help="also run the float model and the fake-quant reference")
+@click.option("--labels", default=None, type=click.Path(exists=True, dir_okay=False),
+              help="labels (.npy) for a top-1 figure")
+@click.option("--build-dir", default="sim_build", show_default=True)
+def run_command(folder, inputs, sim, out, compare, labels, build_dir):
+    """Run a compiled model on the ISS or the RTL; print where the time goes."""
+    import numpy as np
+
+    from compiler.model import load_compiled
+    from compiler.profile import layer_profile, profile_table
+    from compiler.sources import load_calibration
+
+    model = load_compiled(Path(folder))
+    x = load_calibration(inputs, tuple(model.graph.input_shape[1:]))
+    b = model.batch
+    if len(x) % b:
+        raise click.UsageError(f"{len(x)} inputs are not a whole number of batches of {b}")
+    batches = [x[k:k + b] for k in range(0, len(x), b)]
+    if sim == "iss":
+        outputs, results = model.run_many(batches)
+    else:
+        from verif.model_run import run_on_rtl
+
+        outputs, results = run_on_rtl(model, batches, sim=sim, build_root=build_dir)
+        _, iss_results = model.run_many(batches[:1])
+    y = np.concatenate(outputs)
+    first = [seg[0] for seg in (results if sim == "iss" else iss_results)]
+    click.echo(profile_table(layer_profile(model, first)))
+    if sim != "iss":
+        for k, seg in enumerate(results):
+            rtl, iss = seg[0]["counters"]["cycles"], seg[0]["iss_cycles"]
+            click.echo(f"segment {k} on {sim}: {rtl} cycles (ISS estimate {iss}, {100 * (iss / rtl - 1):+.1f}%); "
+                       f"every output byte and exact counter equal to the ISS's")
+    if compare:
+        ref = np.concatenate([model.reference(bx) for bx in batches])
+        click.echo(f"fake-quant reference: {'equal' if np.array_equal(ref, y) else 'DIFFERENT'} "
+                   f"(max |diff| {float(np.abs(ref - y).max()):.3g})")
+        from compiler.model import float_values
+        import torch
+
+        fl = float_values(model.graph, torch.from_numpy(x))[model.graph.output].numpy()
+        cos = float((fl * y).sum() / (np.linalg.norm(fl) * np.linalg.norm(y) + 1e-30))
+        click.echo(f"float model: cosine {cos:.5f}, max |diff| {float(np.abs(fl - y).max()):.4g}")
+        if labels:
+            lab = np.load(labels, allow_pickle=False)
+            click.echo(f"top-1: compiled {100 * float((y.argmax(1) == lab).mean()):.2f}%, "
+                       f"float {100 * float((fl.argmax(1) == lab).mean()):.2f}%")
+    elif labels:
+        lab = np.load(labels, allow_pickle=False)
+        click.echo(f"top-1: {100 * float((y.argmax(1) == lab).mean()):.2f}%")
+    if out:
+        _write_atomically(Path(out), _npy_bytes(y))
+        click.echo(f"wrote {out}")
+
+
+def _npy_bytes(array) -> bytes:
+    import io
+
+    import numpy as np
+
+    buf = io.BytesIO()
+    np.save(buf, array)
+    return buf.getvalue()
 
 
 if __name__ == "__main__":

