@@ -13,6 +13,8 @@ from pathlib import Path
 
 from amaranth.back import rtlil, verilog
 
+from spec.outputs import write_text
+
 __all__ = ["to_verilog", "write_verilog"]
 
 
@@ -42,9 +44,6 @@ def to_verilog(component, name: str) -> str:
 
 
 def write_verilog(component, name: str, out_dir: str | Path) -> Path:
-    """Write ``<out_dir>/<name>.v`` and return its path."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / f"{name}.v"
-    path.write_text(to_verilog(component, name))
-    return path
+    """Write ``<out_dir>/<name>.v`` whole (:func:`spec.outputs.write_text`: a temporary
+    file, then a rename) and return its path."""
+    return write_text(Path(out_dir) / f"{name}.v", to_verilog(component, name))

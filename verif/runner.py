@@ -97,9 +97,11 @@ def read_results(results_xml: Path) -> tuple[tuple[str, bool], ...]:
 
 def run_bench(config: BlockConfig, component, top: str, test_module: str, *, sim: str,
               build_root: str | Path = "sim_build", seed: int = 1, testcase: str | None = None,
-              extra_env: dict[str, str] | None = None, quiet: bool = False) -> BenchResult:
+              extra_env: dict[str, str] | None = None, quiet: bool = False,
+              progress=None) -> BenchResult:
     """Emit ``component``'s Verilog as module ``top``, build it on ``sim`` and run the
-    cocotb tests in ``test_module`` against it.
+    cocotb tests in ``test_module`` against it. ``progress(step)`` is called as the
+    ``"build"`` and the ``"test"`` step start.
 
     Under pytest a failing bench fails the calling test (cocotb's runner exits);
     elsewhere the result is returned and :class:`VerifError` raised when a test failed.
@@ -111,6 +113,8 @@ def run_bench(config: BlockConfig, component, top: str, test_module: str, *, sim
     from cocotb_tools.runner import get_runner
 
     build_dir = Path(build_root).resolve() / f"{config.block}-{config.tag}-{sim}"
+    step = progress or (lambda name: None)
+    step("build")
     source = write_verilog(component, top, build_dir)
     runner = get_runner(sim)
     # --output-split 0: one C++ file. A design large enough to be split is compiled with
@@ -125,6 +129,7 @@ def run_bench(config: BlockConfig, component, top: str, test_module: str, *, sim
     except (RuntimeError, subprocess.CalledProcessError) as exc:
         raise VerifError(f"{sim} build of {top} failed ({exc}); see {build_dir / 'build.log'}") from None
     env = {CONFIG_ENV: config.to_json(), **(extra_env or {})}
+    step("test")
     try:
         results = runner.test(test_module=test_module, hdl_toplevel=top, build_dir=build_dir,
                               seed=seed, testcase=testcase, extra_env=env,
