@@ -11,6 +11,7 @@ is applied later without any fine-tuning).
 
 import hashlib
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -20,7 +21,7 @@ from . import GoldenError
 from .cache import cache_dir, load_or_rebuild
 
 __all__ = ["DigitsData", "load_data", "DigitsCNN", "train", "prune_unstructured", "accuracy",
-           "pretrained", "cache_dir"]
+           "pretrained", "cache_path", "cache_dir"]
 
 
 @dataclass(frozen=True)
@@ -138,13 +139,21 @@ def prune_unstructured(model: nn.Module, sparsity: float) -> dict[str, torch.Ten
 RECIPE = {"epochs": 40, "finetune_epochs": 15, "lr": 2e-3, "version": 1}
 
 
-def pretrained(sparsity: float = 0.0, seed: int = 0) -> DigitsCNN:
-    """The digits CNN trained with ``seed``, then pruned to ``sparsity`` and fine-tuned
-    with the mask fixed (``sparsity=0`` is the dense model). Cached."""
+def cache_path(sparsity: float = 0.0, seed: int = 0) -> Path:
+    """The cache file of :func:`pretrained` ``(sparsity, seed)``, keyed by everything that
+    determines the weights (the recipe, the sparsity, the seed, the torch version)."""
     if not 0 <= sparsity < 1:
         raise GoldenError(f"sparsity must be in [0, 1), not {sparsity!r}")
     key = hashlib.sha256(repr((RECIPE, round(sparsity, 4), seed, torch.__version__)).encode()).hexdigest()[:16]
-    path = cache_dir() / f"digits_cnn_{key}.pt"
+    return cache_dir() / f"digits_cnn_{key}.pt"
+
+
+def pretrained(sparsity: float = 0.0, seed: int = 0) -> DigitsCNN:
+    """The digits CNN trained with ``seed``, then pruned to ``sparsity`` and fine-tuned
+    with the mask fixed (``sparsity=0`` is the dense model). Cached at :func:`cache_path`;
+    an unreadable cache file is named in a warning and trained again
+    (:func:`golden.cache.load_or_rebuild`)."""
+    path = cache_path(sparsity, seed)
 
     def load(file):
         model = DigitsCNN()

@@ -115,9 +115,10 @@ def _synth_command(block: Block) -> click.Command:
         config = _make_config(block, values)
         out = out or f"synth_out/{block.name}-{config.tag}"
         options = SynthOptions(device=device, package=package, seed=seed, freq_mhz=freq, pnr=pnr)
-        with progress_bar(f"synth {block.name}", len(STEPS)) as report:
+        steps = STEPS if pnr else STEPS[:2]
+        with progress_bar(f"synth {block.name}", len(steps)) as report:
             synthesize(block.build(config), block.top, out, options, config=config,
-                       progress=lambda step: report(STEPS.index(step), step))
+                       progress=lambda step: report(steps.index(step), step))
         click.echo((Path(out) / "report.md").read_text(), nl=False)
         click.echo(f"report: {Path(out) / 'report.json'}")
 

@@ -12,7 +12,8 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColum
 
 from spec import outputs
 
-__all__ = ["quality", "layer_table", "write_json", "lpq_layer_table", "progress_bar", "progress_shown"]
+__all__ = ["quality", "layer_table", "write_json", "lpq_layer_table", "progress_bar", "progress_shown",
+           "rich_progress"]
 
 
 def progress_shown() -> bool:
@@ -23,6 +24,12 @@ def progress_shown() -> bool:
     if forced in ("0", "1"):
         return forced == "1"
     return sys.stderr.isatty()
+
+
+def rich_progress() -> Progress:
+    """A plain rich :class:`Progress` on stderr, drawn only when :func:`progress_shown`
+    (for loops that manage their own tasks, as the benchmarks do)."""
+    return Progress(console=Console(stderr=True), disable=not progress_shown())
 
 
 @contextlib.contextmanager
@@ -39,6 +46,8 @@ def progress_bar(label: str, total: int | None, show: bool = True):
     with Progress(*columns, console=Console(stderr=True)) as bar:
         task = bar.add_task(label, total=total, status="")
         yield lambda done, status="": bar.update(task, completed=done, status=status)
+        if total is not None:               # the work is done: so is the bar
+            bar.update(task, completed=total, status="done")
 
 
 def lpq_layer_table(result, model) -> str:

@@ -74,9 +74,11 @@ def test_generated_verilog_lints_clean(cfg, tmp_path):
     assert lint(path) == []
 
 
-def test_verify_runs_the_bench(tmp_path, capsys):
+def test_verify_runs_the_bench(tmp_path, capsys, monkeypatch):
     require_simulator("icarus")
+    monkeypatch.setenv("TESSERA_PROGRESS", "1")
     assert main(["verify", "nm-core", "--n", "1", "--m", "4", "--sim", "icarus",
                  "--build-dir", str(tmp_path)]) == 0
-    out = capsys.readouterr().out
-    assert "icarus: 5/5 passed" in out and "full_rate_cycles" in out
+    captured = capsys.readouterr()
+    assert "icarus: 5/5 passed" in captured.out and "full_rate_cycles" in captured.out
+    assert "verify nm-core on icarus 2/2" in captured.err and "verify nm-core" not in captured.out

@@ -201,7 +201,11 @@ def run_bench(out: Path, jobs: int = 2, *, hardware: bool = True, seed: int = 0)
     click.echo(text)
     report = {"accuracy": acc, "hardware": hw, "minilm": mini,
               "lpq": json.loads((out / "lpq.json").read_text())}
-    (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
-    (out / "report.md").write_text(text + "\n")
+    from spec import outputs
+
+    report["provenance"] = outputs.provenance("bench lp", {"hardware": hardware, "jobs": jobs, "out": out},
+                                              seed=seed, calibration=report["lpq"]["provenance"]["calibration_samples"])
+    outputs.write_json(out / "report.json", report)
+    outputs.write_text(out / "report.md", text + "\n")
     click.echo(f"report: {out / 'report.md'}")
     return report
