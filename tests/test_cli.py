@@ -35,7 +35,8 @@ def test_generate_writes_verilog_and_config(tmp_path, capsys):
 @pytest.mark.parametrize("argv, message", [
     (["generate", "nm-core", "--n", "5", "--m", "4"], "n must satisfy 1 <= n <= m, not n=5, m=4"),
     (["generate", "nm-core", "--m", "6"], "m must be a power of two >= 2, not m=6"),
-    (["generate", "nm-core", "--rows", "0"], "rows must be >= 1, not rows=0"),
+    (["generate", "nm-core", "--rows", "0"], "rows must be in 1..1024, not rows=0"),
+    (["generate", "nm-core", "--rows", "100000"], "rows must be in 1..1024, not rows=100000"),
     (["generate", "nm-core", "--width", "1"], "width must be >= 2, not width=1"),
     (["generate", "nm-core", "--n", "two"], "'two' is not a valid integer"),
     (["generate", "no-such-block"], "No such command 'no-such-block'"),

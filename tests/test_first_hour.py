@@ -284,3 +284,15 @@ def test_progress_goes_to_stderr_and_only_when_asked(tmp_path, monkeypatch, caps
     monkeypatch.setenv("TESSERA_PROGRESS", "0")
     assert main(["generate", "int8-pe", "--lanes", "1", "-o", str(tmp_path)]) == 0
     assert capsys.readouterr().err == ""
+
+
+def test_an_os_error_during_the_work_is_one_line(tmp_path, monkeypatch, capsys):
+    """The environment can still refuse mid-run (a full disk): one line naming the file."""
+    import tessera.cli
+
+    def full_disk(component, name, out):
+        raise OSError(28, "No space left on device", str(out / f"{name}.v"))
+
+    monkeypatch.setattr(tessera.cli, "write_verilog", full_disk)
+    err = _one_line_error(capsys, ["generate", "nm-core", "-o", str(tmp_path)], code=1)
+    assert err == f"tessera: error: No space left on device: {tmp_path / 'nm_core.v'}\n"
