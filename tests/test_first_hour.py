@@ -264,6 +264,7 @@ def test_a_truncated_digits_model_is_named_and_retrained(tmp_path, monkeypatch, 
     broken.write_bytes(dense.read_bytes()[:5000])          # a disk that filled up mid-save
     trained = []                                           # the fine-tune itself is not under test
     monkeypatch.setattr(digits, "train", lambda model, *args, **kwargs: trained.append(model))
+    monkeypatch.setattr(digits, "load_data", lambda: None)
     model = digits.pretrained(0.75)
     assert f"the cached digits CNN {broken} is unreadable" in caplog.text and len(trained) == 1
     saved = torch.load(broken, weights_only=True)
@@ -271,6 +272,29 @@ def test_a_truncated_digits_model_is_named_and_retrained(tmp_path, monkeypatch, 
     # Pruned to 75 % from the dense weights, as a real retraining starts.
     w = model.fc1.weight
     assert (w == 0).float().mean().item() == pytest.approx(0.75, abs=1e-3)
+
+
+def test_a_truncated_sushi_supernet_is_named_and_retrained(tmp_path, monkeypatch, caplog):
+    from golden import sushi
+
+    monkeypatch.setenv("TESSERA_CACHE", str(tmp_path))
+    spec = sushi.SuperNetSpec()
+    trained = []
+
+    def train(spec_, seed, x_train, y_train):               # the sandwich rule is not under test
+        trained.append(seed)
+        shapes = spec_.stored_shapes()
+        return [np.full(s, 0.5) for s in shapes], [np.zeros(s[0]) for s in shapes]
+
+    monkeypatch.setattr(sushi, "_train", train)
+    monkeypatch.setattr(sushi, "_digits_split", lambda: (np.zeros((2, 64)), np.zeros(2), np.zeros((2, 64)),
+                                                         np.zeros(2)))
+    first = sushi.supernet(spec)
+    (path,) = tmp_path.glob("sushi_supernet_*.npz")
+    path.write_bytes(path.read_bytes()[:1000])
+    again = sushi.supernet(spec)
+    assert f"the cached SUSHI SuperNet {path} is unreadable" in caplog.text and len(trained) == 2
+    assert all(np.array_equal(a, b) for a, b in zip(first.weights, again.weights))
 
 
 # ---------------------------------------------------------------------------- progress
