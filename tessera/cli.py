@@ -24,7 +24,7 @@ from synth import SynthError
 from verif import VerifError
 
 from .blocks import BLOCKS, Block
-from .options import SEED, FiniteFloat, OutputDir, OutputFile
+from .options import SEED, FiniteFloat, OutputDir, OutputFile, provenance
 from golden.models import MODELS
 
 #: Exceptions a user can cause; the CLI reports them in one line (SpecError covers
@@ -64,9 +64,8 @@ def _generate_command(block: Block) -> click.Command:
         # minutes): a spinner with the elapsed time shows that it is still going.
         with progress_bar(f"generating {block.name} ({config.tag})", None):
             path = write_verilog(block.build(config), block.top, out)
-        record = outputs.provenance(f"generate {block.name}", {"out": out, **config.to_dict()})
         outputs.write_json(out / f"{block.top}.json",
-                           {"block": block.name, **config.to_dict(), "provenance": record})
+                           {"block": block.name, **config.to_dict(), "provenance": provenance()})
         click.echo(f"wrote {path} ({block.name}: {config.to_json()})")
 
     return click.Command(block.name, callback=run, help=f"Write the Verilog of the {block.summary}.",
@@ -225,10 +224,7 @@ def tasder_command(model, core, rows, menu, max_drop, max_error, calib, seed, ou
     with progress_bar(f"TASDER {model}", None) as report:
         summary = evaluate(bundle, target, series, max_drop=max_drop, max_error=max_error,
                            progress=lambda done, total: report(done, f"{done}/{total} trials"))
-    summary["provenance"] = outputs.provenance(
-        "tasder", {"model": model, "core": core, "rows": rows, "menu": series, "max_drop": max_drop,
-                   "max_error": max_error, "calib": len(bundle.x_calib), "out": out},
-        seed=seed, calibration=len(bundle.x_calib))
+    summary["provenance"] = provenance(seed=seed, calibration=len(bundle.x_calib))
     write_json(summary, out)
     click.echo(layer_table(summary))
     click.echo(f"wrote {out}")
@@ -328,10 +324,7 @@ def train_nm_command(recipe, n, m, epochs, warmup, finetune, lam, decay, schedul
                decay=decay, schedule=stages)
     with progress_bar(f"train-nm {recipe} {n}:{m}", epochs) as report:
         model = train_digits(r, seed, lambda epoch, loss: report(epoch + 1, f"loss {loss:.3f}"))
-    params = {"recipe": recipe, "n": n, "m": m, "epochs": epochs, "warmup": warmup, "finetune": finetune,
-              "lam": lam, "decay": decay, "schedule": list(stages), "out": out}
-    meta = save_model(model, r, out, outputs.provenance("train-nm", params, seed=seed,
-                                                        calibration=None))
+    meta = save_model(model, r, out, provenance(seed=seed))
     data = digits.load_data()
     click.echo(f"test top-1 {digits.accuracy(model, data.x_test, data.y_test):.2f}% "
                f"({recipe}, {n}:{m}, {epochs} epochs, seed {seed}); sparse layers: "

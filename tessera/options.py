@@ -7,16 +7,19 @@ in one line while the command line is parsed, before any work:
 * :data:`SEED`: a seed is an integer >= 0 (numpy's generators refuse negative ones);
 * :class:`FiniteFloat`: a float that is not NaN or infinite, optionally bounded below
   (click's ``FloatRange`` lets NaN through: every comparison with NaN is false).
+
+:func:`provenance` is :func:`spec.outputs.provenance` for the running command: its name
+and every parameter it was given or defaulted, as click parsed them.
 """
 
 import math
 
 import click
 
-from spec import SpecError
+from spec import SpecError, outputs
 from spec.outputs import check_output_dir, check_output_file
 
-__all__ = ["OutputDir", "OutputFile", "SEED", "FiniteFloat"]
+__all__ = ["OutputDir", "OutputFile", "SEED", "FiniteFloat", "provenance"]
 
 
 class OutputDir(click.ParamType):
@@ -66,3 +69,12 @@ class FiniteFloat(click.ParamType):
         if self.min is not None and (number <= self.min if self.min_open else number < self.min):
             self.fail(f"{number:g} is not {'>' if self.min_open else '>='} {self.min:g}", param, ctx)
         return number
+
+
+def provenance(*, seed: int | None = None, calibration: int | None = None) -> dict:
+    """The ``"provenance"`` record of a report the running command writes: the command
+    (``"generate nm-core"``), all its parameters (defaults included), ``seed`` and
+    ``calibration`` (see :func:`spec.outputs.provenance`)."""
+    ctx = click.get_current_context()
+    command = " ".join(ctx.command_path.split()[1:])
+    return outputs.provenance(command, dict(ctx.params), seed=seed, calibration=calibration)
