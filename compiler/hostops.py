@@ -55,7 +55,7 @@ def run_host_op(op, inputs: list[np.ndarray], scales: list[float], out_scale: fl
         total = _pool_windows(q, kernel, stride, padding, 0).astype(np.int64).sum(axis=-1)
         return (2 * total + area) // (2 * area)                  # round half up, exact
     if kind in ("flatten", "reshape"):
-        return q.reshape(op.shape)
+        return q.reshape((q.shape[0],) + tuple(op.shape[1:]))
     x = [qi.astype(np.float64) * s for qi, s in zip(inputs, scales)]
     if kind == "add":
         y = x[0] + x[1]

@@ -182,7 +182,7 @@ def demo_command(out):
 #: Benchmark name -> module of tessera.bench with run_bench(out, jobs) (imported when run).
 BENCHES = {"nm-core": ".bench.nm_core", "tasd": ".bench.tasd", "train-nm": ".bench.train_nm",
            "accel": ".bench.accel", "compile": ".bench.compile",
-           "gear": ".bench.gear", "lp": ".bench.lp", "sushi": ".bench.sushi"}
+           "gear": ".bench.gear", "lp": ".bench.lp", "sushi": ".bench.sushi", "tacos": ".bench.tacos"}
 
 
 @cli.command("bench")
@@ -194,6 +194,40 @@ def bench_command(what, out, jobs):
     """Print the benchmark figures of a block or method."""
     module = importlib.import_module(BENCHES[what], __package__)
     module.run_bench(out, jobs=jobs)
+
+
+@cli.command("tacos")
+@click.argument("topology")
+@click.option("--collective", type=click.Choice(["all-gather", "reduce-scatter", "all-reduce"]), required=True)
+@click.option("--chunks", type=int, required=True, help="chunks per NPU")
+@click.option("--chunk-bytes", type=int, required=True, help="bytes per chunk")
+@click.option("--seed", type=int, default=0, show_default=True, help="seed of the link-chunk matching")
+@click.option("--policy", type=click.Choice(["random", "fifo"]), default="random", show_default=True,
+              help="chunk choice per link: random (the paper) or fifo (oldest first)")
+@click.option("--bandwidth", type=float, default=50.0, show_default=True, help="GB/s of generated links")
+@click.option("--latency", type=float, default=0.5, show_default=True, help="us of generated links")
+@click.option("-o", "--out", required=True, type=click.Path(file_okay=False),
+              help="writes OUT/schedule.json and OUT/trace.<npu>.et")
+def tacos_command(topology, collective, chunks, chunk_bytes, seed, policy, bandwidth, latency, out):
+    """Synthesise a collective with TACOS for TOPOLOGY (a YAML file or e.g. torus:4x4, ring:8).
+
+    Writes the schedule (JSON) and one Chakra trace of sends and receives per NPU.
+    """
+    from compiler.chakra import write_traces
+    from compiler.collectives import schedule_traces
+    from golden.tacos import check, lower_bound_ps, parse_topology, synthesize
+
+    topo = parse_topology(topology, bandwidth, latency)
+    schedule = synthesize(topo, collective, chunks, chunk_bytes, seed=seed, policy=policy)
+    report = check(schedule, topo)
+    bound = lower_bound_ps(topo, collective, chunks, chunk_bytes) / 1e6
+    per_npu = schedule_traces(schedule, topo)                # everything built before anything is written
+    path = schedule.write(Path(out) / "schedule.json")
+    traces = write_traces(Path(out) / "trace", per_npu)
+    click.echo(f"{collective} on {topo.name} ({topo.npus} NPUs, {len(topo.links)} links), {chunks} x "
+               f"{chunk_bytes} B per NPU: {report.time_us:.3f} us ({report.transfers} transfers; "
+               f"lower bound {bound:.3f} us)")
+    click.echo(f"wrote {path} and {len(traces)} traces {Path(out) / 'trace'}.<npu>.et")
 
 
 @cli.command("tasder")
