@@ -201,12 +201,12 @@ def bench_command(what, out, jobs):
 @click.option("--collective", type=click.Choice(["all-gather", "reduce-scatter", "all-reduce"]), required=True)
 @click.option("--chunks", type=int, required=True, help="chunks per NPU")
 @click.option("--chunk-bytes", type=int, required=True, help="bytes per chunk")
-@click.option("--seed", type=int, default=0, show_default=True, help="seed of the link-chunk matching")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="seed of the link-chunk matching")
 @click.option("--policy", type=click.Choice(["random", "fifo"]), default="random", show_default=True,
               help="chunk choice per link: random (the paper) or fifo (oldest first)")
 @click.option("--bandwidth", type=float, default=50.0, show_default=True, help="GB/s of generated links")
 @click.option("--latency", type=float, default=0.5, show_default=True, help="us of generated links")
-@click.option("-o", "--out", required=True, type=click.Path(file_okay=False),
+@click.option("-o", "--out", required=True, type=OutputDir(),
               help="writes OUT/schedule.json and OUT/trace.<npu>.et")
 def tacos_command(topology, collective, chunks, chunk_bytes, seed, policy, bandwidth, latency, out):
     """Synthesise a collective with TACOS for TOPOLOGY (a YAML file or e.g. torus:4x4, ring:8).

@@ -66,6 +66,12 @@ def a_file(tmp_path) -> str:
     (["tasder", "-o", ""], "the output file is empty: give a file name such as 'tasder.json'"),
     (["lpq", "-o", "/proc/x"], "cannot write the output file '/proc/x'"),
     (["lpq", "-o", "{file}/lpq.json"], "lies under '{file}', which is a file"),
+    # Later commands take the same option types.
+    (["tacos", "ring:4", "--collective", "all-gather", "--chunks", "1", "--chunk-bytes", "64", "-o", "/proc/x"],
+     "cannot create the output folder '/proc/x'"),
+    (["fuzz", "-o", "/proc/x"], "cannot create the output folder '/proc/x'"),
+    (["compile", "digits", "-o", "/proc/x"], "cannot create the output folder '/proc/x'"),
+    (["asm", "{file}", "-o", "/proc/x.bin"], "cannot write the output file '/proc/x.bin'"),
 ])
 def test_bad_output_paths_fail_in_one_line_before_the_work(argv, message, capsys, no_work, a_file):
     argv = [a.replace("{file}", a_file) for a in argv]
@@ -78,6 +84,7 @@ def test_bad_output_paths_fail_in_one_line_before_the_work(argv, message, capsys
     (["lpq", "--seed", "-1"], "-1 is not in the range x>=0"),
     (["tasder", "--seed", "-1"], "-1 is not in the range x>=0"),
     (["train-nm", "--seed", "-1"], "-1 is not in the range x>=0"),
+    (["fuzz", "--seed", "-1"], "-1 is not in the range x>=0"),
     (["tasder", "--max-drop", "nan"], "'nan' is not a finite number"),
     (["tasder", "--max-error", "nan"], "'nan' is not a finite number"),
     (["tasder", "--max-drop", "inf"], "'inf' is not a finite number"),
