@@ -148,3 +148,54 @@ def test_cli_compile_and_run_errors(tmp_path, capsys):
         err = capsys.readouterr().err
         assert message in err and err.count("\n") == 1, err
         assert not (tmp_path / argv[-1]).exists()
+
+
+def test_compile_writes_a_chakra_trace_chakras_reader_reads_node_for_node(tmp_path, capsys):
+    """``tessera compile --chakra``: one node per instruction (and per host op), MEM_LOAD /
+    MEM_STORE with tensor_size, COMP with num_ops and the cycle model's duration, each
+    pop's dependency on its push, read back by mlc-chakra's chakra_jsonizer."""
+    from compiler.chakra import read_traces
+
+    from .test_chakra import _jsonize
+
+    _, ep, calib = tiny()
+    pt2 = tmp_path / "tiny.pt2"
+    torch.export.save(ep, str(pt2))
+    np.save(tmp_path / "calib.npy", calib)
+    prefix = tmp_path / "trace" / "tiny"
+    assert main(["compile", str(pt2), "--calib", str(tmp_path / "calib.npy"), "-o", str(tmp_path / "out"),
+                 "--chakra", str(prefix)]) == 0
+    model = load_compiled(tmp_path / "out")
+    (nodes,) = read_traces(prefix, 1)
+    insns = sum(seg.prog_len - 1 for seg in model.segments)            # FINISH is no node
+    assert len(nodes) == insns + len(model.manifest["host_ops"])
+    meta, *docs = _jsonize(prefix.with_name("tiny.0.et"), tmp_path)
+    assert len(docs) == len(nodes)
+    for node, doc in zip(nodes, docs):
+        assert doc["name"] == node.name and doc["type"] == f"{node.type.name}_NODE"
+        assert [int(d) for d in doc.get("dataDeps", [])] == list(node.data_deps)
+        assert [int(d) for d in doc.get("ctrlDeps", [])] == list(node.ctrl_deps)
+    kinds = {n.type.name for n in nodes}
+    assert {"MEM_LOAD", "MEM_STORE", "COMP"} <= kinds
+    gemms = [n for n in nodes if n.name.endswith(":GEMM") and n.attrs["num_ops"] > 0]
+    assert gemms and all(n.duration_micros >= 1 and n.data_deps for n in gemms[:1])
+
+
+def test_layers_already_n_m_run_as_they_are_with_fewer_active_slots():
+    """Weights pruned to 1:4 along K (input channels innermost) compile to one pass with
+    n_active = 1, and still equal the reference: every non-zero sits in an active slot."""
+    from golden import nm
+    from golden.lowering import as_matrix, from_matrix
+
+    model, _, calib = tiny(seed=4)
+    with torch.no_grad():
+        for layer in (model.c2, model.f1):
+            w = as_matrix(layer, layer.weight)
+            layer.weight.copy_(from_matrix(layer, nm.prune(w, 1, 4)))
+    ep = torch.export.export(model, (torch.zeros(1, 2, 4, 4),))
+    cm = compile_model(ep, calib, AcceleratorConfig())
+    layers = {l["name"]: l for l in cm.manifest["layers"]}
+    assert (layers["c2"]["series"], layers["c2"]["passes"], layers["c2"]["n_active"]) == ("1:4", 1, 1)
+    assert layers["f1"]["n_active"] == 1
+    x = np.random.default_rng(5).standard_normal((1, 2, 4, 4))
+    assert np.array_equal(cm.run(x)[0], cm.reference(x))

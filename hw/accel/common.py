@@ -7,7 +7,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
-__all__ = ["SeqMul", "TokenFIFO", "Scratchpad"]
+__all__ = ["Scratchpad", "SeqMul", "TokenFIFO"]
 
 
 class SeqMul(wiring.Component):
@@ -177,11 +177,10 @@ class UnitShell(wiring.Component):
         tokens_ok = (~want_pp | self.prev_avail) & (~want_pn | self.next_avail)
         room_ok = (~want_sp | self.prev_space) & (~want_sn | self.next_space)
         with m.FSM(name="unit"):
-            with m.State("IDLE"):
-                with m.If(~self.clear & self.q_valid):
-                    m.d.comb += self.q_take.eq(1)
-                    m.d.sync += self.insn.eq(self.q_data)
-                    m.next = "POP"
+            with m.State("IDLE"), m.If(~self.clear & self.q_valid):
+                m.d.comb += self.q_take.eq(1)
+                m.d.sync += self.insn.eq(self.q_data)
+                m.next = "POP"
             with m.State("POP"):
                 m.d.comb += [self.held.eq(1), self.stall.eq(1)]
                 with m.If(self.clear):

@@ -67,7 +67,7 @@ class ComputeEngine(wiring.Component):
     def elaborate(self, platform):
         cfg = self.config
         m = Module()
-        held = Signal(128, name="compute_held")
+        held = self.insn                 # the unit shell holds it until done: no copy
         m.submodules.core = core = NMCore(cfg.core)
         go_op = self.insn[:4]
         rows_log2, m_log2 = exact_log2(cfg.rows), exact_log2(cfg.m)
@@ -124,7 +124,13 @@ class ComputeEngine(wiring.Component):
         # Lane j of block b and column c; pipeline S0 (read) .. S4 (write the byte).
         pb, pc, pj = Signal(12, name="p_rb"), Signal(12, name="p_col"), Signal(range(cfg.rows), name="p_lane")
         p_acc = Signal(17, name="p_acc")              # acc + b*cols + c
-        p_lane = Signal(28, name="p_L")               # b*rows + j
+        p_lane = Signal(13 + rows_log2, name="p_L")   # b*rows + j
+        # Row offsets kept as running sums (no multiplier): p_lane * out_stride, its value
+        # at the block's first lane, and c * out_stride. Modulo 2^17 like the row itself:
+        # decode's range check bounds every row that is written.
+        p_lane_off = Signal(17, name="p_lane_off")
+        p_blk_off = Signal(17, name="p_blk_off")
+        p_col_off = Signal(17, name="p_col_off")
         s1 = {"valid": Signal(name="p1_valid"), "j": Signal(range(cfg.rows), name="p1_j"),
               "first": Signal(name="p1_first"), "keep": Signal(name="p1_keep"),
               "row": Signal(17, name="p1_row"), "byte": Signal(range(cfg.m), name="p1_byte")}
@@ -154,13 +160,17 @@ class ComputeEngine(wiring.Component):
                      s3["byte"].eq(s2["byte"]), s3["prod"].eq(s2["s"] * Cat(s2["mult"], Const(0, 1)).as_signed()),
                      s3["shift"].eq(s2["shift"])]
         # S3: round half up, shift, ReLU, saturate (spec.numerics: shift_round_half_up, saturate).
-        rounded = Signal(signed(64), name="p3_rounded")
+        # |prod| < 2^47, so for shift >= 49 the rounded result is 0 (prod + 2^(shift-1) is
+        # in (0, 2^shift)): 50-bit arithmetic and a shift of 0..48 are exact.
+        rounded = Signal(signed(50), name="p3_rounded")
         shift_minus = Signal(6, name="p3_shift_minus")
         m.d.comb += shift_minus.eq(s3["shift"] - 1)
-        half = Signal(64, name="p3_half")
-        m.d.comb += half.eq(Mux(s3["shift"] != 0, Const(1, 64) << shift_minus, 0))
-        m.d.comb += rounded.eq((s3["prod"] + half.as_signed()) >> s3["shift"])
-        relu = Signal(signed(64), name="p3_relu")
+        half = Signal(50, name="p3_half")
+        m.d.comb += half.eq(Mux((s3["shift"] != 0) & (s3["shift"] < 49), Const(1, 50) << shift_minus[:6], 0))
+        small_shift = Signal(range(49), name="p3_small_shift")
+        m.d.comb += small_shift.eq(Mux(s3["shift"] < 49, s3["shift"], 0))
+        m.d.comb += rounded.eq(Mux(s3["shift"] < 49, (s3["prod"] + half.as_signed()) >> small_shift, 0))
+        relu = Signal(signed(50), name="p3_relu")
         m.d.comb += relu.eq(Mux(p.relu & (rounded < 0), 0, rounded))
         sat = Mux(relu > 127, 127, Mux(relu < -128, -128, relu[:8].as_signed()))
         m.d.sync += [s4["valid"].eq(s3["valid"]), s4["keep"].eq(s3["keep"]), s4["row"].eq(s3["row"]),
@@ -226,7 +236,6 @@ class ComputeEngine(wiring.Component):
                     gv = data.View(LAYOUTS[Opcode.GEMM], self.insn)
                     pv = data.View(LAYOUTS[Opcode.POST], self.insn)
                     tv = data.View(LAYOUTS[Opcode.TOPN], self.insn)
-                    m.d.sync += held.eq(self.insn)
                     g_empty = (gv.row_blocks == 0) | (gv.cols == 0) | (gv.k_groups == 0) | (gv.passes == 0)
                     p_empty = (pv.row_blocks == 0) | (pv.cols == 0) | (pv.lanes == 0)
                     t_empty = (tv.cols == 0) | (tv.k_groups == 0)
@@ -238,7 +247,8 @@ class ComputeEngine(wiring.Component):
                             with m.If(g_empty):
                                 m.next = "EMPTY"
                         with m.Case(Opcode.POST.value):
-                            m.d.sync += [pb.eq(0), pc.eq(0), pj.eq(0), p_acc.eq(pv.acc), p_lane.eq(0)]
+                            m.d.sync += [pb.eq(0), pc.eq(0), pj.eq(0), p_acc.eq(pv.acc), p_lane.eq(0),
+                                         p_lane_off.eq(0), p_blk_off.eq(0), p_col_off.eq(0)]
                             m.next = "POST"
                             with m.If(p_empty):
                                 m.next = "EMPTY"
@@ -291,21 +301,24 @@ class ComputeEngine(wiring.Component):
                     m.d.comb += self.param_raddr.eq(p.param + lane_all)
                 m.d.comb += [self.param_ren.eq(1), self.acc_raddr.eq(p_acc), self.acc_ren.eq(pj == 0)]
                 with m.If(p.transpose):
-                    m.d.sync += [s1["row"].eq(p.act + lane_all * p.out_stride + (pc >> m_log2)),
+                    m.d.sync += [s1["row"].eq(p.act + p_lane_off + (pc >> m_log2)),
                                  s1["byte"].eq(pc[:m_log2] if m_log2 else 0)]
                 with m.Else():
-                    m.d.sync += [s1["row"].eq(p.act + pc * p.out_stride + (lane_all >> m_log2)),
+                    m.d.sync += [s1["row"].eq(p.act + p_col_off + (lane_all >> m_log2)),
                                  s1["byte"].eq(lane_all[:m_log2] if m_log2 else 0)]
                 m.d.sync += [s1["valid"].eq(1), s1["j"].eq(pj), s1["first"].eq(pj == 0),
                              s1["keep"].eq(lane_all < p.lanes)]
                 m.d.comb += post_issue.eq(1)
                 last_lane = pj == cfg.rows - 1
+                next_lane_off = p_lane_off + p.out_stride
                 with m.If(~last_lane):
-                    m.d.sync += [pj.eq(pj + 1), p_lane.eq(p_lane + 1)]
+                    m.d.sync += [pj.eq(pj + 1), p_lane.eq(p_lane + 1), p_lane_off.eq(next_lane_off)]
                 with m.Elif(pc != p.cols - 1):
-                    m.d.sync += [pj.eq(0), pc.eq(pc + 1), p_lane.eq(p_lane - (cfg.rows - 1)), p_acc.eq(p_acc + 1)]
+                    m.d.sync += [pj.eq(0), pc.eq(pc + 1), p_lane.eq(p_lane - (cfg.rows - 1)), p_acc.eq(p_acc + 1),
+                                 p_lane_off.eq(p_blk_off), p_col_off.eq(p_col_off + p.out_stride)]
                 with m.Else():
-                    m.d.sync += [pj.eq(0), pc.eq(0), pb.eq(pb + 1), p_lane.eq(p_lane + 1), p_acc.eq(p_acc + 1)]
+                    m.d.sync += [pj.eq(0), pc.eq(0), pb.eq(pb + 1), p_lane.eq(p_lane + 1), p_acc.eq(p_acc + 1),
+                                 p_lane_off.eq(next_lane_off), p_blk_off.eq(next_lane_off), p_col_off.eq(0)]
                     with m.If(pb == p.row_blocks - 1):
                         m.next = "POST_DRAIN"
             with m.State("POST_DRAIN"):

@@ -19,7 +19,7 @@ from spec.isa import LAYOUTS, WORD_BITS, ErrorCode, Mem, Opcode, Queue
 
 from .common import SeqMul
 
-__all__ = ["Frontend", "QUEUE_ENTRY_BITS"]
+__all__ = ["QUEUE_ENTRY_BITS", "Frontend"]
 
 #: A queue entry: the instruction word and its 16-bit program index.
 QUEUE_ENTRY_BITS = WORD_BITS + 16
@@ -136,8 +136,13 @@ class Frontend(wiring.Component):
         decoded = Signal(16)                   # instructions dispatched
         m.d.comb += self.dispatched.eq(running & (decoded == prog_len))
 
-        mul = m.submodules.mul = SeqMul(36, 16)
-        products = [Signal(52, name=f"p{k}") for k in range(4)]
+        # Products saturate: at 2^aw for product 1 (a load's or store's DRAM span; also an
+        # SRAM span), at the power of two above the deepest scratchpad for the others
+        # (scratchpad spans): any saturated value fails its check exactly as the true one.
+        sram_sat = 1 << max(cfg.depth(x) for x in ("act", "wgt", "acc", "param")).bit_length()
+        sats = [sram_sat, max(sram_sat, 1 << cfg.axi_addr_width), sram_sat, sram_sat]
+        products = [Signal(range(sat + 1), name=f"p{k}") for k, sat in enumerate(sats)]
+        mul = m.submodules.mul = SeqMul(max(32, len(products[1]) + 1), 16)
         step = Signal(range(5))
         rows_log2 = exact_log2(cfg.rows)
 
@@ -161,7 +166,7 @@ class Frontend(wiring.Component):
                 Opcode.TOPN: [(tp.act_stride, tc_minus), (tc_minus >> rows_log2, tp.passes),
                               (products[1] + tp.term, tp.k_groups)],
             }
-            a, b = Signal(36, name=f"mul_a{k}"), Signal(16, name=f"mul_b{k}")
+            a, b = Signal(len(mul.a), name=f"mul_a{k}"), Signal(16, name=f"mul_b{k}")
             with m.Switch(op):
                 for o, pairs in table.items():
                     if k < len(pairs):
@@ -221,7 +226,7 @@ class Frontend(wiring.Component):
                     with m.Switch(step):
                         for k in range(4):
                             with m.Case(k):
-                                m.d.sync += products[k].eq(mul.p)
+                                m.d.sync += products[k].eq(Mux(mul.p > sats[k], sats[k], mul.p))
                     m.d.sync += step.eq(step + 1)
                     m.next = "MUL"
             with m.State("CHECK"):
@@ -283,7 +288,7 @@ class Frontend(wiring.Component):
         pitch_mask = Signal(32, name="pitch_mask")
         m.d.comb += pitch_mask.eq((Const(1, 32) << pitch_log2) - 1)
         misaligned = ((ld.dram & pitch_mask) != 0) | ((ld.y_stride & pitch_mask) != 0)
-        end = Signal(54, name="xfer_end")
+        end = Signal(cfg.axi_addr_width + 2, name="xfer_end")
         m.d.comb += end.eq(ld.dram + products[1] + (ld.x_size << pitch_log2))
         beyond = end > (1 << cfg.axi_addr_width)
         xfer_field = transfer & (~mem_ok | (nonempty_xfer & (misaligned | beyond)))
