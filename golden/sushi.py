@@ -85,7 +85,6 @@ counts the LRU baseline.
 import hashlib
 import itertools
 import math
-import os
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -94,7 +93,7 @@ from typing import Any
 import numpy as np
 
 from . import GoldenError, nm
-from .cache import cache_dir
+from .cache import cache_dir, load_or_rebuild
 
 __all__ = ["SuperNetSpec", "SubNet", "tile_shape", "TrainedSuperNet", "supernet", "SubNetInfo",
            "SubNetSpace", "Platform", "Query", "STREAMS", "make_stream", "Command",
@@ -303,16 +302,20 @@ def supernet(spec: SuperNetSpec = SuperNetSpec(), seed: int = 0) -> TrainedSuper
     key = hashlib.sha256(repr((spec, RECIPE, seed, metadata.version("torch"))).encode()).hexdigest()[:16]
     path = cache_dir() / f"sushi_supernet_{key}.npz"
     layers = len(spec.stored_shapes())
-    if not path.exists():
+
+    def build(tmp):
         x_train, y_train, x_test, y_test = _digits_split()
         weights, biases = _train(spec, seed, x_train, y_train)
         arrays = {f"w{l}": w for l, w in enumerate(weights)} | {f"b{l}": b for l, b in enumerate(biases)}
-        tmp = path.with_name(f"{path.stem}.tmp{os.getpid()}.npz")
         np.savez(tmp, x_test=x_test, y_test=y_test, **arrays)
-        tmp.replace(path)
-    with np.load(path) as data:
-        return TrainedSuperNet(spec, seed, tuple(data[f"w{l}"] for l in range(layers)),
-                               tuple(data[f"b{l}"] for l in range(layers)), data["x_test"], data["y_test"])
+
+    def load(file):
+        with np.load(file) as data:
+            return TrainedSuperNet(spec, seed, tuple(data[f"w{l}"] for l in range(layers)),
+                                   tuple(data[f"b{l}"] for l in range(layers)), data["x_test"],
+                                   data["y_test"])
+
+    return load_or_rebuild(path, load, build, "SUSHI SuperNet")
 
 
 # ------------------------------------------------------------------ the SubNet space
@@ -536,6 +539,8 @@ def make_stream(space: SubNetSpace, platform: Platform, kind: str, queries: int 
         raise GoldenError(f"unknown query stream {kind!r}; streams: {', '.join(STREAMS)}")
     if queries < 1 or phase < 1:
         raise GoldenError(f"a stream needs >= 1 query and phases of >= 1, not queries={queries}, phase={phase}")
+    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
+        raise GoldenError(f"the stream's seed must be an integer >= 0, not seed={seed!r}")
     rng = np.random.default_rng(seed)
     base = space.no_cache_latencies(platform.offchip_bytes_per_cycle)
     ranges = [(np.quantile(base, lo), np.quantile(base, hi)) for lo, hi in _CLASSES.values()]

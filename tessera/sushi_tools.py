@@ -6,13 +6,13 @@ The SuperNet, core and off-chip bandwidth are those of ``tessera bench sushi``
 bench's 8 KB one).
 """
 
-import json
 from pathlib import Path
 
 import click
 
 from compiler.sgs_stream import pack_requests
 from golden import sushi
+from spec import outputs
 from spec.sgs_buffer import SGSBufferConfig
 
 from .bench.sushi import CORE, OFFCHIP_BYTES_PER_CYCLE
@@ -36,14 +36,15 @@ def run_schedule(buffer: SGSBufferConfig, stream_kind: str, queries: int, seed: 
                    f"SLO violations {s['slo_violations']}  SubGraph rewrites {s['subgraph_swaps']}")
         if out is not None and written is None and result.commands is not None:
             words = pack_requests(buffer, result.commands, n_blocks=space.n_blocks)
-            out.mkdir(parents=True, exist_ok=True)
             width = -(-(buffer.id_width + buffer.slot_width + 2) // 4)
-            (out / f"{policy}_requests.hex").write_text("".join(f"{w:0{width}x}\n" for w in words))
+            outputs.write_text(out / f"{policy}_requests.hex", "".join(f"{w:0{width}x}\n" for w in words))
             written = policy
     if out is not None:
-        (out / "summary.json").write_text(json.dumps({"buffer": buffer.to_dict(), "stream": stream_kind,
-                                                      "queries": queries, "seed": seed,
-                                                      "policies": summaries}, indent=2) + "\n")
+        params = {"stream": stream_kind, "queries": queries, "policies": policies, "buffer": buffer.to_dict(),
+                  "out": out}
+        outputs.write_json(out / "summary.json", {
+            "buffer": buffer.to_dict(), "stream": stream_kind, "queries": queries, "seed": seed,
+            "policies": summaries, "provenance": outputs.provenance("sushi", params, seed=seed)})
         if written:
             click.echo(f"wrote {out / f'{written}_requests.hex'} and {out / 'summary.json'}")
     return summaries

@@ -174,6 +174,8 @@ def test_stream_errors(space, platform):
         sushi.make_stream(space, platform, "bursty")
     with pytest.raises(GoldenError, match="queries=0"):
         sushi.make_stream(space, platform, "steady", 0)
+    with pytest.raises(GoldenError, match="seed must be an integer >= 0, not seed=-1"):
+        sushi.make_stream(space, platform, "steady", seed=-1)
 
 
 # ---------------------------------------------------------------------- cache models

@@ -212,3 +212,4 @@ def test_cli_sushi_writes_the_request_stream(tmp_path, capsys):
     assert decoded == [(c.op, c.block if c.op != "drop" else 0, c.slot if c.op != "read" else 0)
                        for c in result.commands]
     assert summary["policies"]["sushi"] == json.loads(json.dumps(result.summary()))
+    assert summary["provenance"]["seed"] == 4 and summary["provenance"]["parameters"]["queries"] == 24

@@ -31,7 +31,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import click
-from rich.progress import Progress
 
 from compiler.sgs_stream import memory_image
 from golden import sushi
@@ -40,6 +39,10 @@ from spec.nm_core import NMCoreConfig
 from spec.sgs_buffer import SGSBufferConfig
 from synth.flow import synthesize
 from verif.runner import run_bench as run_cocotb
+
+from spec import outputs
+
+from ..tables import rich_progress
 
 CORE = NMCoreConfig(n=4, m=4, rows=8)
 BUFFER = SGSBufferConfig()
@@ -166,7 +169,7 @@ def run_bench(out: Path, jobs: int = 2) -> dict:
     rows, by_stream, sweep, ablation = [], {}, {}, {}
     runs = (len(streams) * len(sushi.POLICIES) + len(CAPACITY_KB) * len(sushi.POLICIES)
             + 2 * len(streams) * 3)
-    with Progress() as progress:
+    with rich_progress() as progress:
         task = progress.add_task("serving query streams", total=runs)
         for name, stream in streams.items():
             res = {}
@@ -210,7 +213,7 @@ def run_bench(out: Path, jobs: int = 2) -> dict:
                    f"request to last word (no stalls, immediate memory)")
     click.echo(replay_line)
 
-    with Progress() as progress, ThreadPoolExecutor(jobs) as pool:
+    with rich_progress() as progress, ThreadPoolExecutor(jobs) as pool:
         task = progress.add_task("synthesis + place-and-route", total=len(SYNTH))
         futures = [pool.submit(synthesize, SGSBuffer(c), "sgs_buffer", out / "synth" / c.tag, config=c)
                    for c in SYNTH]
@@ -224,7 +227,10 @@ def run_bench(out: Path, jobs: int = 2) -> dict:
     result = {"setup": setup, "streams": by_stream, "capacity_sweep": {str(k): v for k, v in sweep.items()},
               "tolerance": [{"stream": s, "tolerance": t, **v} for (s, t), v in ablation.items()],
               "replay": replay, "synth": reports}
-    (out / "sushi_bench.json").write_text(json.dumps(result, indent=2, default=int) + "\n")
-    (out / "sushi_bench.md").write_text("\n\n".join([setup, policy_table, "\n".join(target_lines), sweep_table,
+    result["provenance"] = outputs.provenance(
+        "bench sushi", {"streams": STREAMS, "queries": QUERIES, "sweep_stream": SWEEP_STREAM, "jobs": jobs,
+                        "out": out}, seed=[seed for _, seed in STREAMS])
+    outputs.write_json(out / "sushi_bench.json", result)
+    outputs.write_text(out / "sushi_bench.md", "\n\n".join([setup, policy_table, "\n".join(target_lines), sweep_table,
                                                      tolerance_table, replay_line, synth_table]) + "\n")
     return result
