@@ -11,12 +11,12 @@ order, four per 32-bit word with weight 0 in the low byte) -- the content the of
 memory returns for a fetch.
 """
 
-import os
 from pathlib import Path
 
 import numpy as np
 
 from golden.sushi import Command, SubNetSpace
+from spec import outputs
 from spec.packing import pack
 from spec.sgs_buffer import (
     Op,
@@ -79,10 +79,7 @@ def write_requests(config: SGSBufferConfig, commands, path: Path, *, n_blocks: i
     Returns the number of words."""
     words = pack_requests(config, commands, n_blocks=n_blocks)
     digits = request_hex_digits(config)
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text("".join(f"{w:0{digits}x}\n" for w in words))
-    tmp.replace(path)
+    outputs.write_text(path, "".join(f"{w:0{digits}x}\n" for w in words))
     return len(words)
 
 

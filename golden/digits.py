@@ -10,18 +10,18 @@ is applied later without any fine-tuning).
 """
 
 import hashlib
-import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
 from . import GoldenError
-from .cache import cache_dir
+from .cache import cache_dir, load_or_rebuild
 
 __all__ = ["DigitsData", "load_data", "DigitsCNN", "train", "prune_unstructured", "accuracy",
-           "pretrained", "cache_dir"]
+           "pretrained", "cache_path", "cache_dir"]
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,13 @@ class DigitsData:
     y_test: torch.Tensor
 
     def calibration(self, size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """A seeded subset of the training split (for post-training searches)."""
+        """A seeded subset of ``size`` images of the training split (for post-training
+        searches); ``size`` must be in 1..len(training split), never silently capped."""
+        if not 1 <= size <= len(self.x_train):
+            raise GoldenError(f"the calibration batch draws from the {len(self.x_train)} training "
+                              f"images: its size must be in 1..{len(self.x_train)}, not {size}")
+        if seed < 0:
+            raise GoldenError(f"the calibration seed must be >= 0, not {seed}")
         g = torch.Generator().manual_seed(seed)
         idx = torch.randperm(len(self.x_train), generator=g)[:size]
         return self.x_train[idx], self.y_train[idx]
@@ -133,27 +139,37 @@ def prune_unstructured(model: nn.Module, sparsity: float) -> dict[str, torch.Ten
 RECIPE = {"epochs": 40, "finetune_epochs": 15, "lr": 2e-3, "version": 1}
 
 
-def pretrained(sparsity: float = 0.0, seed: int = 0) -> DigitsCNN:
-    """The digits CNN trained with ``seed``, then pruned to ``sparsity`` and fine-tuned
-    with the mask fixed (``sparsity=0`` is the dense model). Cached."""
+def cache_path(sparsity: float = 0.0, seed: int = 0) -> Path:
+    """The cache file of :func:`pretrained` ``(sparsity, seed)``, keyed by everything that
+    determines the weights (the recipe, the sparsity, the seed, the torch version)."""
     if not 0 <= sparsity < 1:
         raise GoldenError(f"sparsity must be in [0, 1), not {sparsity!r}")
     key = hashlib.sha256(repr((RECIPE, round(sparsity, 4), seed, torch.__version__)).encode()).hexdigest()[:16]
-    path = cache_dir() / f"digits_cnn_{key}.pt"
-    model = DigitsCNN()
-    if path.exists():
-        model.load_state_dict(torch.load(path, weights_only=True))
-        return model.eval()
-    data = load_data()
-    if sparsity == 0:
-        torch.manual_seed(seed)
+    return cache_dir() / f"digits_cnn_{key}.pt"
+
+
+def pretrained(sparsity: float = 0.0, seed: int = 0) -> DigitsCNN:
+    """The digits CNN trained with ``seed``, then pruned to ``sparsity`` and fine-tuned
+    with the mask fixed (``sparsity=0`` is the dense model). Cached at :func:`cache_path`;
+    an unreadable cache file is named in a warning and trained again
+    (:func:`golden.cache.load_or_rebuild`)."""
+    path = cache_path(sparsity, seed)
+
+    def load(file):
         model = DigitsCNN()
-        train(model, data, RECIPE["epochs"], seed, RECIPE["lr"])
-    else:
-        model = pretrained(0.0, seed)
-        masks = prune_unstructured(model, sparsity)
-        train(model, data, RECIPE["finetune_epochs"], seed + 1, RECIPE["lr"] / 2, masks)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    torch.save(model.state_dict(), tmp)
-    tmp.replace(path)
-    return model.eval()
+        model.load_state_dict(torch.load(file, weights_only=True))
+        return model.eval()
+
+    def build(tmp):
+        data = load_data()
+        if sparsity == 0:
+            torch.manual_seed(seed)
+            model = DigitsCNN()
+            train(model, data, RECIPE["epochs"], seed, RECIPE["lr"])
+        else:
+            model = pretrained(0.0, seed)
+            masks = prune_unstructured(model, sparsity)
+            train(model, data, RECIPE["finetune_epochs"], seed + 1, RECIPE["lr"] / 2, masks)
+        torch.save(model.state_dict(), tmp)
+
+    return load_or_rebuild(path, load, build, "digits CNN")

@@ -1,22 +1,15 @@
-"""Writing files so that no reader ever sees half of one."""
+"""Writing files so that no reader ever sees half of one: :mod:`spec.outputs`'s one
+writer (a temporary file in the same folder, then a rename), under the name the TACOS
+code and the Chakra writer use."""
 
 import os
-import tempfile
 from pathlib import Path
+
+from spec.outputs import write_bytes, write_text
 
 __all__ = ["atomic_write"]
 
 
 def atomic_write(path: str | os.PathLike, data: bytes | str) -> Path:
-    """Write ``data`` to ``path`` through a temporary file in the same folder, then rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data.encode() if isinstance(data, str) else data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    """Write ``data`` (text or bytes) to ``path`` whole; return the path."""
+    return write_text(path, data) if isinstance(data, str) else write_bytes(path, data)

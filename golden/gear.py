@@ -12,7 +12,8 @@ S, sparse outliers
     per side, while a tile of 128 x 32 keeps 40 + 40. ``outlier_scope="row"`` counts them
     per row of the grouping instead (per channel for K, per token for V, ``floor(s/2 *
     row length)`` each side). Outlier values are stored as fp16 (the cache's own
-    precision) and reproduce exactly what they replace when the input is fp16.
+    precision) and reproduce exactly what they replace when the input is fp16. An input
+    beyond fp16's range (|x| > 65504) is refused with :class:`GoldenError`, not clipped.
 D, dense
     Asymmetric min/max quantization to ``bits`` bits, over groups of ``group_size``
     entries: ``axis="channel"`` (K-style) groups ``group_size`` consecutive tokens of one
@@ -87,7 +88,7 @@ from spec.gear_unit import GearFixedFormat
 from spec.numerics import round_half_up, saturate, shift_round_half_up
 
 from . import GoldenError
-from .arrays import to_numpy
+from .arrays import real_array, to_numpy
 
 __all__ = ["SUPPORTED_BITS", "AXES", "OUTLIER_SCOPES", "GearCompressed", "compress", "kivi",
            "relative_error", "GearFixed", "to_fixed", "random_fixed", "GearCache",
@@ -101,11 +102,13 @@ AXES = ("channel", "token")
 OUTLIER_SCOPES = ("tile", "row")
 #: Bits of every stored float (scales, zeros, outlier values, low-rank factors).
 FLOAT_BITS = 16
+#: The largest finite fp16 value: inputs beyond it are refused, not clipped.
+FP16_MAX = 65504.0
 
 
 def _fp16(a: np.ndarray) -> np.ndarray:
     """Round to the nearest fp16 and return as float64 (overflow saturates to +-65504)."""
-    return np.clip(a, -65504.0, 65504.0).astype(np.float16).astype(np.float64)
+    return np.clip(a, -FP16_MAX, FP16_MAX).astype(np.float16).astype(np.float64)
 
 
 def relative_error(x, x_hat) -> float:
@@ -128,18 +131,18 @@ def _check_int(name, value, lo, hi=None):
 
 
 def _check_tensor(x) -> np.ndarray:
-    a = to_numpy(x)
+    a = real_array(x, "x")
     if a.ndim != 4:
         raise GoldenError(f"expected x of shape (batch, heads, tokens, head_dim), got shape {a.shape}")
-    if not (np.issubdtype(a.dtype, np.floating) or np.issubdtype(a.dtype, np.integer)):
-        raise GoldenError(f"x must hold real numbers, not {a.dtype}")
     if min(a.shape) < 1:
         raise GoldenError(f"x must not be empty, got shape {a.shape}")
     a = a.astype(np.float64)
-    bad = ~np.isfinite(a)
-    if bad.any():
-        where = tuple(int(i) for i in np.argwhere(bad)[0])
-        raise GoldenError(f"x holds a non-finite value {float(a[where])} at {where}")
+    big = np.abs(a) > FP16_MAX
+    if big.any():
+        where = tuple(int(i) for i in np.argwhere(big)[0])
+        raise GoldenError(f"x holds {float(a[where])!r} at {where}, beyond fp16's range +-{FP16_MAX:g}: a "
+                          "KV cache is fp16 and GEAR stores its outliers, scales and factors as fp16; "
+                          "scale the cache into range first")
     return a
 
 
@@ -309,7 +312,8 @@ def compress(x, bits: int, group_size: int, outlier_ratio: float, rank: int,
     GoldenError
         ``bits`` not in :data:`SUPPORTED_BITS`; ``group_size`` not dividing the grouped
         axis; ``rank`` > min(tokens, head_dim); ``outlier_ratio`` outside [0, 0.5);
-        a bad ``axis``; a non-finite or non-4-D ``x``.
+        a bad ``axis``; a non-finite or non-4-D ``x``, or one with a value beyond fp16's
+        range (+-65504), which would otherwise be clipped.
     """
     a = _check_tensor(x)
     ratio = _check_args(a.shape, bits, group_size, outlier_ratio, rank, power_iters, axis)

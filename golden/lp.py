@@ -83,6 +83,7 @@ from spec import SpecError
 from spec.numerics import lp_exp2_table, lp_frac_bits, wrap
 
 from . import GoldenError
+from .arrays import real_array
 
 __all__ = ["LPFormat", "exp2_table", "fixed_products", "fixed_dot",
            "MIN_N", "MAX_N", "MAX_ES", "MAX_SF"]
@@ -261,11 +262,12 @@ class LPFormat:
         """Codes (int64, in ``[0, 2**n)``) of ``x``, rounded as the module docstring says.
 
         ``nonfinite``: ``"nar"`` maps NaN and ±inf to NaR; ``"error"`` raises
-        :class:`GoldenError` instead.
+        :class:`GoldenError` instead. Anything but real numbers (a string, ``None``,
+        complex values) raises :class:`GoldenError`.
         """
         if nonfinite not in ("nar", "error"):
             raise GoldenError(f"nonfinite must be 'nar' or 'error', not {nonfinite!r}")
-        a = np.asarray(x, dtype=np.float64)
+        a = real_array(x, "the values to encode", finite=False).astype(np.float64)
         finite = np.isfinite(a)
         if nonfinite == "error" and not finite.all():
             bad = a[~finite].ravel()[0]

@@ -274,6 +274,7 @@ class DigitsSearch:
     top1_fp32: float
     top1_lpq: float
     test_images: int
+    calibration: int = 0        # calibration images the search fitted on
 
 
 def search_digits(budget: float = 6.0, seed: int = 0, population: int = 20, generations: int = 15,
@@ -295,4 +296,4 @@ def search_digits(budget: float = 6.0, seed: int = 0, population: int = 20, gene
         top1 = accuracy(model, data.x_test, data.y_test, lp_plan(result.genes))
     finally:
         torch.set_num_threads(threads)
-    return DigitsSearch(result, model, fp32, top1, len(data.y_test))
+    return DigitsSearch(result, model, fp32, top1, len(data.y_test), len(search.calib_x))

@@ -28,6 +28,7 @@ import numpy as np
 from spec.numerics import FP8_EXP_OFFSET, FP8_MAX, FP8_NAN, fp8_fields, wrap
 
 from . import GoldenError
+from .arrays import real_array
 
 __all__ = ["int8_dot", "fp8_decode", "fp8_encode", "fp8_products", "fp8_dot", "pe_cycles",
            "FP8_MAX", "FP8_NAN"]
@@ -75,7 +76,7 @@ def fp8_decode(codes) -> np.ndarray:
 
 def fp8_encode(x) -> np.ndarray:
     """E4M3 codes of ``x``: nearest, ties to even, saturating to ±448, NaN/inf -> 0x7F."""
-    a = np.asarray(x, dtype=np.float64)
+    a = real_array(x, "the values to encode", finite=False).astype(np.float64)
     pos = _fp8_table()[:FP8_NAN]                   # codes 0..126, increasing
     mids = (pos[1:] + pos[:-1]) / 2
     mag = np.abs(np.where(np.isfinite(a), a, 0.0))

@@ -22,7 +22,7 @@ import numpy as np
 from spec.numerics import wrap
 
 from . import GoldenError
-from .arrays import like, to_numpy
+from .arrays import like, real_array, to_numpy
 
 __all__ = ["prune", "mask", "is_nm", "compress", "decompress", "matmul", "cycles"]
 
@@ -54,8 +54,6 @@ def _magnitude(w: np.ndarray) -> np.ndarray:
         return np.abs(w.astype(np.int64))
     if np.issubdtype(w.dtype, np.bool_):
         return w.astype(np.int64)
-    if not np.all(np.isfinite(w)):
-        raise GoldenError("cannot prune a tensor with NaN or infinite values")
     return np.abs(w.astype(np.float64))
 
 
@@ -67,7 +65,7 @@ def _keep_order(key: np.ndarray) -> np.ndarray:
 def mask(w, n: int, m: int):
     """Boolean mask of the ``n`` largest magnitudes per group of ``m`` (ties: lower index)."""
     _check_nm(n, m)
-    a = to_numpy(w)
+    a = real_array(w, "w")
     groups = _groups(_magnitude(a), m)
     keep = np.zeros(groups.shape, dtype=bool)
     np.put_along_axis(keep, _keep_order(groups)[..., :n], True, axis=-1)
@@ -97,10 +95,11 @@ def compress(w, n: int, m: int):
     ------
     GoldenError
         If some group holds more than ``n`` non-zeros (the first such group is named),
-        or K is not a multiple of ``m``.
+        K is not a multiple of ``m``, or ``w`` holds NaN, infinities, complex or
+        non-numeric values (the first non-finite one is named).
     """
     _check_nm(n, m)
-    a = to_numpy(w)
+    a = real_array(w, "w")
     groups = _groups(a, m)
     nonzero = groups != 0
     counts = nonzero.sum(axis=-1)

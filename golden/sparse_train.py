@@ -82,6 +82,11 @@ class Recipe:
             raise GoldenError(f"lam must be a finite value >= 0, not {self.lam!r}")
         if not (math.isfinite(self.decay) and self.decay >= 0):
             raise GoldenError(f"decay must be a finite value > 0 (or 0 for the default), not {self.decay!r}")
+        if self.schedule and self.kind != "sdgf":
+            raise GoldenError(f"a schedule {list(self.schedule)} applies to the sdgf recipe only, "
+                              f"not to {self.kind!r}")
+        if self.decay and not self.kind.startswith("mdgf"):
+            raise GoldenError(f"a decay of {self.decay!r} applies to the mdgf recipes only, not to {self.kind!r}")
         if self.kind == "sdgf":
             stages = self.stages
             if stages[-1] != self.n:

@@ -12,6 +12,8 @@ Search (deterministic given the calibration batch, hence given its seed):
    option when it lowers that layer's cycles and the whole model stays within budget.
 """
 
+import math
+import numbers
 from dataclasses import dataclass, field
 
 import torch
@@ -45,19 +47,21 @@ class TasderResult:
 
 def search(model: nn.Module, x: torch.Tensor, core, menu: list[str], *,
            y: torch.Tensor | None = None, max_accuracy_drop: float | None = None,
-           max_output_error: float | None = None) -> TasderResult:
+           max_output_error: float | None = None, progress=None) -> TasderResult:
     """Choose a series per layer (see the module docstring).
 
     Exactly one budget: ``max_accuracy_drop`` (points of top-1 on ``(x, y)``) or
-    ``max_output_error`` (relative Frobenius error of the model output on ``x``).
+    ``max_output_error`` (relative Frobenius error of the model output on ``x``), a
+    finite number >= 0. ``progress(done, total)`` is called after every trial of the two
+    passes (``total`` = twice the candidate options).
     """
     if (max_accuracy_drop is None) == (max_output_error is None):
         raise GoldenError("give exactly one budget: max_accuracy_drop or max_output_error")
     if max_accuracy_drop is not None and y is None:
         raise GoldenError("an accuracy budget needs labels y for the calibration batch")
     budget = max_accuracy_drop if max_accuracy_drop is not None else max_output_error
-    if budget < 0:
-        raise GoldenError(f"the budget must be >= 0, not {budget!r}")
+    if not (isinstance(budget, numbers.Real) and math.isfinite(budget) and budget >= 0):
+        raise GoldenError(f"the budget must be a finite number >= 0, not {budget!r}")
     layers = matmul_layers(model)
     options = layer_options(menu, core)
     cache: dict = {}
@@ -84,26 +88,27 @@ def search(model: nn.Module, x: torch.Tensor, core, menu: list[str], *,
         h.remove()
 
     cost = {(l.name, o): layer_cycles(l, o, core, cols[l.name]) for l in layers for o in options}
+    trials = [(li, oi, cost[(layer.name, options[0])] - cost[(layer.name, option)])
+              for li, layer in enumerate(layers) for oi, option in enumerate(options[1:], 1)]
+    trials = [t for t in trials if t[2] > 0]
+    report = progress or (lambda done, total: None)
     candidates = []
-    for li, layer in enumerate(layers):
-        dense_cost = cost[(layer.name, options[0])]
-        for oi, option in enumerate(options[1:], 1):
-            saving = dense_cost - cost[(layer.name, option)]
-            if saving > 0:
-                candidates.append((*metric({layer.name: option}), -saving, li, oi))
+    for done, (li, oi, saving) in enumerate(trials, 1):
+        candidates.append((*metric({layers[li].name: options[oi]}), -saving, li, oi))
+        report(done, 2 * len(trials))
     candidates.sort()   # least sensitive first; the output error breaks accuracy ties
 
     choices: dict[str, LayerChoice] = {}
     achieved = 0.0
-    for _sens, _error, _saving, li, oi in candidates:
+    for done, (_sens, _error, _saving, li, oi) in enumerate(candidates, len(trials) + 1):
         layer, option = layers[li], options[oi]
         current = choices.get(layer.name, options[0])
-        if cost[(layer.name, option)] >= cost[(layer.name, current)]:
-            continue
-        trial = {**choices, layer.name: option}
-        value, _ = metric(trial)
-        if value <= budget:
-            choices, achieved = trial, value
+        if cost[(layer.name, option)] < cost[(layer.name, current)]:
+            trial = {**choices, layer.name: option}
+            value, _ = metric(trial)
+            if value <= budget:
+                choices, achieved = trial, value
+        report(done, 2 * len(trials))
     result = TasderResult(choices, budget=budget, metric=achieved,
                           metric_name="accuracy_drop_points" if max_accuracy_drop is not None
                           else "output_relative_error")
@@ -145,14 +150,15 @@ def cosines(model, choices, x) -> list[float]:
 
 
 def evaluate(bundle: ModelBundle, core: NMCoreConfig, menu: list[str], *,
-               max_drop: float | None = None, max_error: float | None = None) -> dict:
+             max_drop: float | None = None, max_error: float | None = None, progress=None) -> dict:
     """Search on the calibration batch, then evaluate on the test inputs: top-1 for a
-    labelled model, embedding cosine similarity otherwise. A JSON-able summary."""
+    labelled model, embedding cosine similarity otherwise. A JSON-able summary.
+    ``progress`` is passed on to :func:`search`."""
     if not bundle.labelled and max_drop is not None:
         raise GoldenError(f"model {bundle.name!r} has no labels: give an output-error budget, "
                           "not an accuracy drop")
     result = search(bundle.model, bundle.x_calib, core, menu, y=bundle.y_calib,
-                           max_accuracy_drop=max_drop, max_output_error=max_error)
+                    max_accuracy_drop=max_drop, max_output_error=max_error, progress=progress)
     cycle_ratio = result.cycles / result.dense_cycles
     summary = {
         "model": bundle.name, "core": core.to_dict(), "menu": menu,

@@ -18,13 +18,13 @@ a register of the design, it makes each block evaluate once at time zero.
 """
 
 import contextlib
-import os
 import threading
 from pathlib import Path
 
 from amaranth.back import rtlil, verilog
 
 from spec import ConfigError
+from spec.outputs import write_text
 
 __all__ = ["to_verilog", "write_verilog"]
 
@@ -88,13 +88,7 @@ def to_verilog(component, name: str, *, reset_only: bool = False) -> str:
 
 
 def write_verilog(component, name: str, out_dir: str | Path, *, reset_only: bool = False) -> Path:
-    """Write ``<out_dir>/<name>.v`` (through a temporary file, so a failed conversion
-    leaves no half-written file) and return its path."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / f"{name}.v"
-    text = to_verilog(component, name, reset_only=reset_only)
-    partial = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.partial")
-    partial.write_text(text)
-    partial.replace(path)
-    return path
+    """Write ``<out_dir>/<name>.v`` whole (:func:`spec.outputs.write_text`: a temporary
+    file, then a rename, so a failed conversion leaves no half-written file) and return
+    its path."""
+    return write_text(Path(out_dir) / f"{name}.v", to_verilog(component, name, reset_only=reset_only))

@@ -91,7 +91,9 @@ class BlockConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> Self:
-        values = {k: v for k, v in values.items() if k != "block"}
+        """The config of ``values`` (the keys ``block`` and ``provenance``, which a written
+        config file also holds, are not parameters)."""
+        values = {k: v for k, v in values.items() if k not in ("block", "provenance")}
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:

@@ -14,7 +14,11 @@ from amaranth.utils import exact_log2
 
 from .config import BlockConfig, ConfigError, param
 
-__all__ = ["NMCoreConfig", "group_layout", "weight_group_layout", "beat_layout", "out_layout"]
+__all__ = ["NMCoreConfig", "MAX_ROWS", "group_layout", "weight_group_layout", "beat_layout", "out_layout"]
+
+#: The widest core the generator emits: emission time and memory grow faster than the
+#: rows (256 rows: ~20 s; 1,024 rows: minutes and over a gigabyte).
+MAX_ROWS = 1024
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,7 +52,7 @@ class NMCoreConfig(BlockConfig):
 
     n: int = param(2, "multipliers (weight slots) per row, 1 <= n <= m")
     m: int = param(4, "group size along the reduction axis, a power of two >= 2")
-    rows: int = param(1, "output rows computed in parallel, >= 1")
+    rows: int = param(1, "output rows computed in parallel, 1..1024")
     width: int = param(8, "activation and weight width in bits, >= 2")
     acc_width: int = param(32, "accumulator width in bits, >= 2 * width")
     pipeline: int = param(3, "optional register stages before the accumulator, 0..3")
@@ -58,8 +62,10 @@ class NMCoreConfig(BlockConfig):
             raise ConfigError(f"m must be a power of two >= 2, not m={self.m!r}")
         if not 1 <= self.n <= self.m:
             raise ConfigError(f"n must satisfy 1 <= n <= m, not n={self.n!r}, m={self.m!r}")
-        if self.rows < 1:
-            raise ConfigError(f"rows must be >= 1, not rows={self.rows!r}")
+        if not 1 <= self.rows <= MAX_ROWS:
+            raise ConfigError(f"rows must be in 1..{MAX_ROWS}, not rows={self.rows!r} (the Verilog of "
+                              f"{MAX_ROWS} rows already takes minutes and gigabytes to emit; run wider "
+                              "layers as row tiles)")
         if self.width < 2:
             raise ConfigError(f"width must be >= 2, not width={self.width!r}")
         if self.acc_width < 2 * self.width:

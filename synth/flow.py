@@ -31,24 +31,27 @@ line is quoted in the :class:`SynthError`.
 
 import json
 import math
-import os
 import re
 import shutil
 import subprocess
 import sys
-import threading
 import time
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
 
 from hw import write_verilog
+from spec import outputs
 
 from . import SynthError
 from .wrapper import PinWrapper
 
-__all__ = ["Family", "FAMILIES", "SynthOptions", "synthesize", "area", "markdown_table",
+__all__ = ["Family", "FAMILIES", "SynthOptions", "STEPS", "synthesize", "area", "markdown_table",
            "tool_versions"]
+
+#: The steps of :func:`synthesize` in order, as its ``progress`` callback names them
+#: ("synthesis" is the target family's mapping; "generic" runs only with ``options.generic``).
+STEPS = ("generic", "synthesis", "pnr synthesis", "nextpnr")
 
 
 @dataclass(frozen=True)
@@ -265,13 +268,6 @@ def _read_json(path: Path, step: str) -> dict:
         raise SynthError(f"{step}: could not read {path}: {exc}") from None
 
 
-def _write_text(path: Path, text: str) -> None:
-    """Write through a temporary file in the same folder, so no reader sees half a report."""
-    partial = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.partial")
-    partial.write_text(text)
-    partial.replace(path)
-
-
 def _transistors(design: dict) -> tuple[int, bool]:
     """Yosys's CMOS transistor estimate; the flag is True when some cells (flip-flops)
     have no estimate, which Yosys marks with a trailing '+'."""
@@ -306,12 +302,14 @@ def _area(family: Family, cells: dict[str, int]) -> dict:
 
 
 def synthesize(component, top: str, out_dir: str | Path, options: SynthOptions = SynthOptions(),
-               *, config=None) -> dict:
+               *, config=None, progress=None) -> dict:
     """Synthesize ``component`` (Verilog module ``top``) and place-and-route it wrapped.
 
-    Writes ``<top>.v``, the tool logs, ``report.json`` and ``report.md`` into ``out_dir``
-    and returns the report as a dict. The area figures are under ``report[target]``
+    Writes ``<top>.v``, the tool logs, ``report.json`` (with its ``"provenance"`` record:
+    the options, the config, the tool versions) and ``report.md`` into ``out_dir`` and
+    returns the report as a dict. The area figures are under ``report[target]``
     (``report["ice40"]`` or ``report["ecp5"]``; :func:`area` finds them).
+    ``progress(step)`` is called as each of :data:`STEPS` that runs starts.
 
     Raises
     ------
@@ -322,12 +320,12 @@ def synthesize(component, top: str, out_dir: str | Path, options: SynthOptions =
     out = Path(out_dir).resolve()
     try:
         out.mkdir(parents=True, exist_ok=True)
-        return _synthesize(component, top, out, options, config)
+        return _synthesize(component, top, out, options, config, progress or (lambda name: None))
     except OSError as exc:
         raise SynthError(f"cannot write {exc.filename or out}: {exc.strerror or exc}") from None
 
 
-def _synthesize(component, top: str, out: Path, options: SynthOptions, config) -> dict:
+def _synthesize(component, top: str, out: Path, options: SynthOptions, config, progress) -> dict:
     started = time.monotonic()
     family = options.family
     timeout = options.timeout_s
@@ -336,6 +334,7 @@ def _synthesize(component, top: str, out: Path, options: SynthOptions, config) -
     # 1. Generic gates, transistor estimate, logic depth.
     generic_report = None
     if options.generic:
+        progress("generic")
         _yosys(f"read_verilog {source.name}; synth -top {top} -run begin:fine; {_GENERIC_FINE}; "
                "tee -q -o generic_stat.json stat -json -tech cmos; tee -q -o ltp.txt ltp -noff t:$mem_v2 %n",
                out / "generic.log", "generic synthesis", timeout)
@@ -356,6 +355,7 @@ def _synthesize(component, top: str, out: Path, options: SynthOptions, config) -
     # 2. Technology mapping of the block alone.
     synth_cmd = " ".join(filter(None, (family.synth, family.synth_options.get(options.device, ""))))
     step = f"{family.name} synthesis"
+    progress("synthesis")
     _yosys(f"read_verilog {source.name}; {synth_cmd} -top {top}; tee -q -o {family.name}_stat.json stat -json",
            out / f"{family.name}.log", step, timeout)
     cells = _read_json(out / f"{family.name}_stat.json", step)["design"]["num_cells_by_type"]
@@ -373,6 +373,7 @@ def _synthesize(component, top: str, out: Path, options: SynthOptions, config) -
 
     # 3. Place and route behind the pin wrapper.
     if options.pnr:
+        progress("pnr synthesis")
         wrapped = f"{top}_pins"
         wrapped_src = write_verilog(PinWrapper(component), wrapped, out)
         netlist = out / f"{wrapped}.json"
@@ -385,6 +386,7 @@ def _synthesize(component, top: str, out: Path, options: SynthOptions, config) -
         tool = family.nextpnr.removeprefix("yowasp-")
         base = {"device": options.device, "package": options.package, "seed": options.seed,
                 "target_mhz": options.freq_mhz, "wrapper": "PinWrapper"}
+        progress("nextpnr")
         try:
             _run([_tool(family.nextpnr), f"--{options.device}", "--package", options.package,
                   "--json", netlist.name, "--report", pnr_report.name, "--freq", str(options.freq_mhz),
@@ -412,8 +414,11 @@ def _synthesize(component, top: str, out: Path, options: SynthOptions, config) -
                              "lc_used": lc["used"], "lc_available": lc["available"]}
     report["tools"] = tool_versions(family.name)
     report["seconds"] = round(time.monotonic() - started, 1)
-    _write_text(out / "report.json", json.dumps(report, indent=2) + "\n")
-    _write_text(out / "report.md", markdown_table([report]) + "\n")
+    report["provenance"] = outputs.provenance(
+        f"synth {report['block'] or top}", {"options": options.to_dict(), "config": report["config"]},
+        seed=options.seed)
+    outputs.write_json(out / "report.json", report)
+    outputs.write_text(out / "report.md", markdown_table([report]) + "\n")
     return report
 
 

@@ -5,7 +5,9 @@ Every block in :data:`tessera.blocks.BLOCKS` gets a subcommand under ``generate`
 ``tessera generate nm-core --n 2 --m 4 -o out/`` works and
 ``tessera generate nm-core --help`` lists the parameters with their defaults.
 
-Errors a user can cause print one line (``tessera: error: ...``) and exit non-zero.
+Errors a user can cause print one line (``tessera: error: ...``) and exit non-zero;
+output paths are checked before the work (:mod:`tessera.options`), every file is written
+whole and every JSON report records how it was made (:mod:`spec.outputs`).
 """
 
 import importlib
@@ -19,14 +21,16 @@ from golden import GoldenError
 from golden.models import MODELS
 from golden.sushi import POLICIES, STREAMS, SUPERNETS
 from hw import write_verilog
-from spec import SpecError
+from spec import SpecError, outputs
 from spec.accel import AcceleratorConfig
 from synth import SynthError
 from verif import VerifError
 
 from .blocks import BLOCKS, Block
+from .options import SEED, FiniteFloat, OutputDir, OutputFile, provenance
 
-#: Exceptions a user can cause; the CLI reports them in one line.
+#: Exceptions a user can cause; the CLI reports them in one line (SpecError covers
+#: spec.ConfigError).
 USER_ERRORS = (SpecError, GoldenError, CompileError, VerifError, SynthError)
 
 
@@ -62,13 +66,19 @@ def _reset_only_option() -> click.Option:
 
 def _generate_command(block: Block) -> click.Command:
     def run(out, reset_only, **values):
+        from .tables import progress_bar
+
         config = _make_config(block, values)
-        path = write_verilog(block.build(config), block.top, out, reset_only=reset_only)
-        (Path(out) / f"{block.top}.json").write_text(config.to_json() + "\n")
+        # Elaboration and emission grow fast with the parameters (a 1,024-row core takes
+        # minutes): a spinner with the elapsed time shows that it is still going.
+        with progress_bar(f"generating {block.name} ({config.tag})", None):
+            path = write_verilog(block.build(config), block.top, out, reset_only=reset_only)
+        outputs.write_json(out / f"{block.top}.json",
+                           {"block": block.name, **config.to_dict(), "provenance": provenance()})
         click.echo(f"wrote {path} ({block.name}: {config.to_json()})")
 
     return click.Command(block.name, callback=run, help=f"Write the Verilog of the {block.summary}.",
-                         params=[click.Option(["-o", "--out"], type=click.Path(file_okay=False),
+                         params=[click.Option(["-o", "--out"], type=OutputDir(),
                                               required=True, help="output folder"),
                                  _reset_only_option(), *_config_options(block)])
 
@@ -76,6 +86,8 @@ def _generate_command(block: Block) -> click.Command:
 def _verify_command(block: Block) -> click.Command:
     def run(sim, seed, build_dir, reset_only, **values):
         from verif.runner import SIMULATORS, run_bench, simulator_missing
+
+        from .tables import progress_bar
 
         config = _make_config(block, values)
         sims = SIMULATORS if sim == "all" else (sim,)
@@ -86,8 +98,9 @@ def _verify_command(block: Block) -> click.Command:
                 continue
             if block.verify:
                 module, function = block.verify.split(":")
-                cases = getattr(importlib.import_module(module), function)(
-                    config, sim=s, build_root=build_dir, seed=seed)
+                with progress_bar(f"verify {block.name} on {s}", None):
+                    cases = getattr(importlib.import_module(module), function)(
+                        config, sim=s, build_root=build_dir, seed=seed)
                 for name, ok in cases:
                     click.echo(f"{s:9} {name:32} {'PASS' if ok else 'FAIL'}")
                 failed = sum(not ok for _, ok in cases)
@@ -95,8 +108,11 @@ def _verify_command(block: Block) -> click.Command:
                 if failed:
                     raise VerifError(f"{failed} of {len(cases)} {block.name} programs differ from the ISS on {s}")
                 continue
-            result = run_bench(config, block.build(config), block.top, block.bench, sim=s,
-                               build_root=build_dir, seed=seed, quiet=True, reset_only=reset_only)
+            steps = ("build", "test")
+            with progress_bar(f"verify {block.name} on {s}", len(steps)) as report:
+                result = run_bench(config, block.build(config), block.top, block.bench, sim=s,
+                                   build_root=build_dir, seed=seed, quiet=True, reset_only=reset_only,
+                                   progress=lambda step: report(steps.index(step), step))
             for name, ok in result.cases:
                 click.echo(f"{s:9} {name:32} {'PASS' if ok else 'FAIL'}")
             click.echo(f"{s}: {result.tests - result.failed}/{result.tests} passed "
@@ -112,7 +128,9 @@ def _verify_command(block: Block) -> click.Command:
 
 def _synth_command(block: Block) -> click.Command:
     def run(out, target, seed, device, package, freq, pnr, generic, **values):
-        from synth.flow import SynthOptions, synthesize
+        from synth.flow import STEPS, SynthOptions, synthesize
+
+        from .tables import progress_bar
 
         config = _make_config(block, values)
         # Checked before any tool runs: target, device, package, frequency.
@@ -120,7 +138,10 @@ def _synth_command(block: Block) -> click.Command:
                                freq_mhz=freq, pnr=pnr, generic=generic)
         suffix = "" if target == "ice40" else f"-{target}"
         out = out or f"synth_out/{block.name}-{config.tag}{suffix}"
-        synthesize(block.build(config), block.top, out, options, config=config)
+        steps = tuple(s for s in STEPS if (s != "generic" or generic) and (pnr or "pnr" not in s))
+        with progress_bar(f"synth {block.name}", len(steps)) as report:
+            synthesize(block.build(config), block.top, out, options, config=config,
+                       progress=lambda step: report(steps.index(step), step))
         click.echo((Path(out) / "report.md").read_text(), nl=False)
         click.echo(f"report: {Path(out) / 'report.json'}")
 
@@ -146,6 +167,8 @@ def _synth_command(block: Block) -> click.Command:
 
 
 @click.group(help=__doc__.split("\n\n")[0])
+@click.version_option(package_name="tessera-hw", prog_name="tessera",
+                      message="%(prog)s %(version)s")
 def cli():
     pass
 
@@ -166,12 +189,12 @@ def blocks_command():
 
 
 @cli.command("demo")
-@click.option("-o", "--out", default="demo_out", show_default=True, type=click.Path(file_okay=False))
+@click.option("-o", "--out", default="demo_out", show_default=True, type=OutputDir())
 def demo_command(out):
     """Generate a 2:4 core, run its bench on both simulators and synthesize it."""
     from .demo import run_demo
 
-    run_demo(Path(out))
+    run_demo(out)
 
 
 #: Benchmark name -> module of tessera.bench with run_bench(out, jobs) (imported when run).
@@ -183,12 +206,13 @@ BENCHES = {"nm-core": ".bench.nm_core", "tasd": ".bench.tasd", "train-nm": ".ben
 
 @cli.command("bench")
 @click.argument("what", type=click.Choice(sorted(BENCHES)))
-@click.option("-o", "--out", default="bench_out", show_default=True, type=click.Path(file_okay=False))
-@click.option("-j", "--jobs", default=2, show_default=True, help="synthesis runs in parallel")
+@click.option("-o", "--out", default="bench_out", show_default=True, type=OutputDir())
+@click.option("-j", "--jobs", default=2, show_default=True, type=click.IntRange(min=1),
+              help="synthesis runs in parallel")
 def bench_command(what, out, jobs):
     """Print the benchmark figures of a block or method."""
     module = importlib.import_module(BENCHES[what], __package__)
-    module.run_bench(Path(out), jobs=jobs)
+    module.run_bench(out, jobs=jobs)
 
 
 @cli.command("tacos")
@@ -196,12 +220,12 @@ def bench_command(what, out, jobs):
 @click.option("--collective", type=click.Choice(["all-gather", "reduce-scatter", "all-reduce"]), required=True)
 @click.option("--chunks", type=int, required=True, help="chunks per NPU")
 @click.option("--chunk-bytes", type=int, required=True, help="bytes per chunk")
-@click.option("--seed", type=int, default=0, show_default=True, help="seed of the link-chunk matching")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="seed of the link-chunk matching")
 @click.option("--policy", type=click.Choice(["random", "fifo"]), default="random", show_default=True,
               help="chunk choice per link: random (the paper) or fifo (oldest first)")
 @click.option("--bandwidth", type=float, default=50.0, show_default=True, help="GB/s of generated links")
 @click.option("--latency", type=float, default=0.5, show_default=True, help="us of generated links")
-@click.option("-o", "--out", required=True, type=click.Path(file_okay=False),
+@click.option("-o", "--out", required=True, type=OutputDir(),
               help="writes OUT/schedule.json and OUT/trace.<npu>.et")
 def tacos_command(topology, collective, chunks, chunk_bytes, seed, policy, bandwidth, latency, out):
     """Synthesise a collective with TACOS for TOPOLOGY (a YAML file or e.g. torus:4x4, ring:8).
@@ -233,13 +257,15 @@ def tacos_command(topology, collective, chunks, chunk_bytes, seed, policy, bandw
 @click.option("--rows", default=8, show_default=True, help="the core's output rows")
 @click.option("--menu", default=None,
               help="comma-separated series the search may use [default: the standard series the core runs]")
-@click.option("--max-drop", type=float, default=None,
+@click.option("--max-drop", type=FiniteFloat(min=0), default=None,
               help="budget: max top-1 drop on the calibration batch, in points [default: 1.0]")
-@click.option("--max-error", type=float, default=None,
+@click.option("--max-error", type=FiniteFloat(min=0), default=None,
               help="budget: max relative error of the model output (instead of --max-drop)")
-@click.option("--calib", default=512, show_default=True, help="calibration samples (training split)")
-@click.option("--seed", default=0, show_default=True, help="seed of the calibration batch")
-@click.option("-o", "--out", default="tasder.json", show_default=True, type=click.Path(dir_okay=False))
+@click.option("--calib", type=click.IntRange(min=1), default=None,
+              help="calibration samples from the training split (digits models) [default: 512]")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="seed of the calibration batch")
+@click.option("-o", "--out", default="tasder.json", show_default=True, type=OutputFile("tasder.json"),
+              help="JSON file (a folder: tasder.json in it)")
 def tasder_command(model, core, rows, menu, max_drop, max_error, calib, seed, out):
     """Choose a TASD series per layer (weights or activations) within an accuracy budget."""
     from golden.models import load_model
@@ -247,8 +273,13 @@ def tasder_command(model, core, rows, menu, max_drop, max_error, calib, seed, ou
     from golden.tasder_search import evaluate
     from spec.nm_core import NMCoreConfig
 
-    from .tables import layer_table, write_json
+    from .tables import layer_table, progress_bar, write_json
 
+    if max_drop is not None and max_error is not None:
+        raise click.UsageError("give one budget: --max-drop or --max-error, not both")
+    if model == "minilm" and calib is not None:
+        raise click.UsageError("--calib applies to the digits models: minilm calibrates on its "
+                               "4 fixed texts (golden.minilm.TEXTS)")
     if max_drop is None and max_error is None:
         if model == "minilm":
             max_error = 0.14      # relative error of unit embeddings ~ mean cosine >= 0.99
@@ -256,27 +287,31 @@ def tasder_command(model, core, rows, menu, max_drop, max_error, calib, seed, ou
             max_drop = 1.0
     target = NMCoreConfig.from_nm(core, rows=rows)
     series = [s.strip() for s in menu.split(",")] if menu else default_menu(target)
-    summary = evaluate(load_model(model, calib, seed), target, series,
-                       max_drop=max_drop, max_error=max_error)
-    write_json(summary, Path(out))
+    bundle = load_model(model, 512 if calib is None else calib, seed)
+    with progress_bar(f"TASDER {model}", None) as report:
+        summary = evaluate(bundle, target, series, max_drop=max_drop, max_error=max_error,
+                           progress=lambda done, total: report(done, f"{done}/{total} trials"))
+    summary["provenance"] = provenance(seed=seed, calibration=len(bundle.x_calib))
+    write_json(summary, out)
     click.echo(layer_table(summary))
     click.echo(f"wrote {out}")
 
 
 @cli.command("lpq")
-@click.option("--budget", type=float, default=6.0, show_default=True, help="maximum mean bits per weight")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--population", type=int, default=20, show_default=True)
-@click.option("--generations", type=int, default=15, show_default=True)
-@click.option("-o", "--out", default="lpq.json", show_default=True, type=click.Path(dir_okay=False),
-              help="where to write the chosen formats (JSON)")
+@click.option("--budget", type=FiniteFloat(min=0, min_open=True), default=6.0, show_default=True,
+              help="maximum mean bits per weight")
+@click.option("--seed", type=SEED, default=0, show_default=True)
+@click.option("--population", type=click.IntRange(min=4), default=20, show_default=True)
+@click.option("--generations", type=click.IntRange(min=1), default=15, show_default=True)
+@click.option("-o", "--out", default="lpq.json", show_default=True, type=OutputFile("lpq.json"),
+              help="where to write the chosen formats (JSON; a folder: lpq.json in it)")
 @click.option("--progress/--no-progress", default=True, show_default=True)
 def lpq_command(budget, seed, population, generations, out, progress):
     """Search per-layer LP formats (LPQ) for the digits CNN; print them and write JSON."""
     from .bench.lp import run_lpq
 
     run_lpq(budget=budget, seed=seed, population=population, generations=generations,
-            out=Path(out), progress=progress)
+            out=out, progress=progress)
 
 
 @cli.command("sushi")
@@ -284,13 +319,13 @@ def lpq_command(budget, seed, population, generations, out, progress):
               help="the SuperNet served (minilm needs the optional extra)")
 @click.option("--stream", "stream_kind", type=click.Choice(STREAMS), default="drift", show_default=True,
               help="seeded query stream")
-@click.option("--queries", default=400, show_default=True)
-@click.option("--seed", default=0, show_default=True)
+@click.option("--queries", type=click.IntRange(min=1), default=400, show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--policy", type=click.Choice(["all", *POLICIES]), default="all", show_default=True)
 @click.option("--capacity-words", type=int, default=None,
               help="SGS buffer capacity in words [default: the SuperNet's platform]")
 @click.option("--tags", type=int, default=None, help="persistent slots [default: all slots but 2]")
-@click.option("-o", "--out", default=None, type=click.Path(file_okay=False),
+@click.option("-o", "--out", default=None, type=OutputDir(),
               help="write the request words (hex) and a JSON summary here")
 def sushi_command(supernet, stream_kind, queries, seed, policy, capacity_words, tags, out):
     """Serve a query stream with SushiSched and the baselines; write the buffer's requests."""
@@ -306,7 +341,7 @@ def sushi_command(supernet, stream_kind, queries, seed, policy, capacity_words, 
         buffer = buffer.replace(capacity_words=words, tags=max(1, slots - 2) if tags is None else tags)
         platform = Platform(buffer, platform.offchip_bytes_per_cycle)
     policies = list(POLICIES) if policy == "all" else [policy]
-    run_schedule(supernet, platform, stream_kind, queries, seed, policies, Path(out) if out else None)
+    run_schedule(supernet, platform, stream_kind, queries, seed, policies, out)
 
 
 def _stderr_progress():
@@ -463,6 +498,12 @@ def main(argv=None) -> int:
     except USER_ERRORS as exc:
         click.echo(f"tessera: error: {exc}", err=True)
         return 1
+    except OSError as exc:
+        # The environment's refusal (a full disk, a path taken away while we ran): one
+        # line naming the file, like any other error a user can meet.
+        where = f": {exc.filename}" if exc.filename else ""
+        click.echo(f"tessera: error: {exc.strerror or exc}{where}", err=True)
+        return 1
     return result if isinstance(result, int) else 0
 
 
@@ -479,15 +520,14 @@ def main(argv=None) -> int:
 @click.option("--decay", default=0.0, show_default=True,
               help="MDGF decay constant (0: linear 1.0, exp 8.0)")
 @click.option("--schedule", default="", help="SDGF stages of N, e.g. 7,4,2,1 [default: m-1 halving to n]")
-@click.option("--seed", default=0, show_default=True)
-@click.option("-o", "--out", default="train_out", show_default=True, type=click.Path(file_okay=False))
+@click.option("--seed", type=SEED, default=0, show_default=True)
+@click.option("-o", "--out", default="train_out", show_default=True, type=OutputDir())
 def train_nm_command(recipe, n, m, epochs, warmup, finetune, lam, decay, schedule, seed, out):
     """Train the digits CNN to an N:M target; save the model and its compressed weights."""
-    from rich.progress import Progress
-
     from golden import digits
     from golden.sparse_train import Recipe
 
+    from .tables import progress_bar
     from .train_tools import save_model, train_digits
 
     try:
@@ -496,35 +536,25 @@ def train_nm_command(recipe, n, m, epochs, warmup, finetune, lam, decay, schedul
         raise click.UsageError(f"--schedule must be comma-separated integers, not {schedule!r}") from None
     r = Recipe(kind=recipe, n=n, m=m, epochs=epochs, warmup=warmup, finetune=finetune, lam=lam,
                decay=decay, schedule=stages)
-    with Progress() as progress:
-        task = progress.add_task(f"{recipe} {n}:{m}", total=epochs)
-        model = train_digits(r, seed, lambda epoch, loss: progress.update(
-            task, advance=1, description=f"{recipe} {n}:{m} loss {loss:.3f}"))
-    meta = save_model(model, r, Path(out))
+    with progress_bar(f"train-nm {recipe} {n}:{m}", epochs) as report:
+        model = train_digits(r, seed, lambda epoch, loss: report(epoch + 1, f"loss {loss:.3f}"))
+    meta = save_model(model, r, out, provenance(seed=seed))
     data = digits.load_data()
     click.echo(f"test top-1 {digits.accuracy(model, data.x_test, data.y_test):.2f}% "
                f"({recipe}, {n}:{m}, {epochs} epochs, seed {seed}); sparse layers: "
                f"{', '.join(meta['layers']) or 'none'}; wrote {out}/model.pt, nm_weights.npz, recipe.json")
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)
-
-
 @cli.command("asm")
 @click.argument("source", type=click.Path(exists=True, dir_okay=False))
-@click.option("-o", "--out", required=True, type=click.Path(dir_okay=False), help="binary program (16 bytes per word)")
+@click.option("-o", "--out", required=True, type=OutputFile(), help="binary program (16 bytes per word)")
 def asm_command(source, out):
     """Assemble an accelerator program (docs/isa.md) into its words."""
     from compiler.asm import assemble
     from spec.isa import words_to_bytes
 
     words = assemble(Path(source).read_text())
-    _write_atomically(Path(out), words_to_bytes(words))
+    outputs.write_bytes(out, words_to_bytes(words))
     click.echo(f"wrote {out}: {len(words)} instructions")
 
 
@@ -545,11 +575,11 @@ def disasm_command(binary, as_json):
 @cli.command("fuzz")
 @click.option("--programs", default=100, show_default=True, help="legal programs (plus one per error class)")
 @click.option("--sim", type=click.Choice(["verilator", "icarus"]), default="verilator", show_default=True)
-@click.option("--seed", default=0, show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--batch", default=50, show_default=True, help="programs per simulator run")
 @click.option("--illegal/--no-illegal", default=True, show_default=True,
               help="also run one program of every error class per batch")
-@click.option("-o", "--out", default="fuzz_out", show_default=True, type=click.Path(file_okay=False),
+@click.option("-o", "--out", default="fuzz_out", show_default=True, type=OutputDir(),
               help="mismatching programs are saved here for replay")
 @click.option("--build-dir", default="sim_build", show_default=True)
 def fuzz_command(programs, sim, seed, batch, illegal, out, build_dir):
@@ -557,7 +587,7 @@ def fuzz_command(programs, sim, seed, batch, illegal, out, build_dir):
     from verif.accel_campaign import run_campaign
 
     report = run_campaign(AcceleratorConfig(), programs, sim=sim, seed=seed, batch=batch,
-                          illegal=illegal, out=Path(out), build_root=build_dir)
+                          illegal=illegal, out=out, build_root=build_dir)
     click.echo(report.summary())
     if report.mismatches:
         raise click.ClickException(f"{len(report.mismatches)} mismatching program(s); saved in {out}/")
@@ -565,7 +595,7 @@ def fuzz_command(programs, sim, seed, batch, illegal, out, build_dir):
 
 @cli.command("compile")
 @click.argument("model")
-@click.option("-o", "--out", required=True, type=click.Path(file_okay=False), help="output folder")
+@click.option("-o", "--out", required=True, type=OutputDir(), help="output folder")
 @click.option("--calib", default=None, type=click.Path(dir_okay=False),
               help="calibration inputs (.npy) [default: the registered model's calibration batch]")
 @click.option("--calib-count", default=256, show_default=True, help="calibration samples of a registered model")
@@ -575,7 +605,7 @@ def fuzz_command(programs, sim, seed, batch, illegal, out, build_dir):
 @click.option("--budget", type=float, default=None,
               help="TASDER accuracy budget (points of top-1 on the calibration set): choose a TASD series per layer")
 @click.option("--batch", default=1, show_default=True, help="inputs per program run")
-@click.option("--seed", default=0, show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--chakra", default=None, help="also write the program as Chakra execution traces PREFIX.<npu>.et")
 def compile_command(model, out, calib, calib_count, core, rows, topn, budget, batch, seed, chakra):
     """Compile MODEL (a registered model, a train-nm folder or a .pt2 file) for the accelerator."""
@@ -609,7 +639,8 @@ def compile_command(model, out, calib, calib_count, core, rows, topn, budget, ba
     compiled = compile_model(source.exported, source.calib, config, batch=batch, choices=choices)
     compiled.manifest["source"] = {"model": model, "calib": calib or f"{calib_count} samples (seed {seed})",
                                    "budget": budget}
-    compiled.save(Path(out))
+    compiled.manifest["provenance"] = provenance(seed=seed, calibration=len(source.calib))
+    compiled.save(out)
     click.echo(f"{'layer':12} {'op':7} {'weights':14} passes  n_active  instructions")
     for layer in compiled.manifest["layers"]:
         first, last = layer["instructions"]
@@ -631,7 +662,8 @@ def compile_command(model, out, calib, calib_count, core, rows, topn, budget, ba
 @click.option("--input", "inputs", required=True, type=click.Path(exists=True, dir_okay=False),
               help="inputs (.npy), [N, ...] in the model's input shape")
 @click.option("--sim", type=click.Choice(["iss", "verilator", "icarus"]), default="iss", show_default=True)
-@click.option("-o", "--out", default=None, type=click.Path(dir_okay=False), help="write the outputs (.npy)")
+@click.option("-o", "--out", default=None, type=OutputFile("outputs.npy"),
+              help="write the outputs (.npy; a folder: outputs.npy in it)")
 @click.option("--compare", is_flag=True, help="also run the float model and the fake-quant reference")
 @click.option("--labels", default=None, type=click.Path(exists=True, dir_okay=False),
               help="labels (.npy) for a top-1 figure")
@@ -683,7 +715,9 @@ def run_command(folder, inputs, sim, out, compare, labels, build_dir):
         lab = np.load(labels, allow_pickle=False)
         click.echo(f"top-1: {100 * float((y.argmax(1) == lab).mean()):.2f}%")
     if out:
-        _write_atomically(Path(out), _npy_bytes(y))
+        from spec.outputs import write_bytes      # (``outputs`` above is the model's outputs)
+
+        write_bytes(out, _npy_bytes(y))
         click.echo(f"wrote {out}")
 
 

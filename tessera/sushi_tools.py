@@ -5,14 +5,13 @@ The serving is :func:`golden.sushi.serve_stream`; the packing and the hex file a
 :mod:`compiler.sgs_stream`'s. This module only prints and writes the summary.
 """
 
-import json
-import os
 from pathlib import Path
 
 import click
 
 from compiler.sgs_stream import write_requests
 from golden.sushi import registry
+from spec import outputs
 
 __all__ = ["run_schedule"]
 
@@ -40,18 +39,17 @@ def run_schedule(supernet: str, buffer, stream_kind: str, queries: int, seed: in
         summaries[policy] = result.summary()
         click.echo(_line(policy, summaries[policy]))
         if out is not None and written is None and result.commands is not None:
-            out.mkdir(parents=True, exist_ok=True)
             write_requests(served.platform.buffer, result.commands, out / f"{policy}_requests.hex",
                            n_blocks=served.space.n_blocks)
             written = policy
     if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
-        summary = {"supernet": supernet, "buffer": served.platform.buffer.to_dict(),
-                   "offchip_bytes_per_cycle": served.platform.offchip_bytes_per_cycle, "stream": stream_kind,
-                   "queries": queries, "seed": seed, "policies": summaries}
-        tmp = out / f".summary.json.tmp{os.getpid()}"
-        tmp.write_text(json.dumps(summary, indent=2) + "\n")
-        tmp.replace(out / "summary.json")
+        buffer = served.platform.buffer.to_dict()
+        params = {"supernet": supernet, "stream": stream_kind, "queries": queries, "policies": policies,
+                  "buffer": buffer, "offchip_bytes_per_cycle": served.platform.offchip_bytes_per_cycle, "out": out}
+        outputs.write_json(out / "summary.json", {
+            "supernet": supernet, "buffer": buffer, "offchip_bytes_per_cycle": served.platform.offchip_bytes_per_cycle,
+            "stream": stream_kind, "queries": queries, "seed": seed, "policies": summaries,
+            "provenance": outputs.provenance("sushi", params, seed=seed)})
         click.echo(f"wrote {out / f'{written}_requests.hex'} and {out / 'summary.json'}" if written
                    else f"wrote {out / 'summary.json'}")
     return summaries

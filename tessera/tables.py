@@ -2,26 +2,52 @@
 summary (:func:`golden.tasder_search.evaluate`) as a layer table and its JSON file."""
 
 import contextlib
-import json
+import os
+import sys
 from pathlib import Path
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn,
+                           TimeElapsedColumn)
 
-__all__ = ["quality", "layer_table", "write_json", "lpq_layer_table", "progress_bar"]
+from spec import outputs
+
+__all__ = ["quality", "layer_table", "write_json", "lpq_layer_table", "progress_bar", "progress_shown",
+           "rich_progress"]
+
+
+def progress_shown() -> bool:
+    """Whether progress bars are drawn: when stderr is a terminal, unless
+    ``TESSERA_PROGRESS`` says otherwise (``1``: always, e.g. in a CI log; ``0``: never).
+    Piped output never carries them: they go to stderr only."""
+    forced = os.environ.get("TESSERA_PROGRESS", "").strip()
+    if forced in ("0", "1"):
+        return forced == "1"
+    return sys.stderr.isatty()
+
+
+def rich_progress() -> Progress:
+    """A plain rich :class:`Progress` on stderr, drawn only when :func:`progress_shown`
+    (for loops that manage their own tasks, as the benchmarks do)."""
+    return Progress(console=Console(stderr=True), disable=not progress_shown())
 
 
 @contextlib.contextmanager
-def progress_bar(label: str, total: int, show: bool = True):
-    """A rich progress bar on stderr; yields ``report(done, status_text)``."""
-    if not show:
+def progress_bar(label: str, total: int | None, show: bool = True):
+    """A rich progress bar on stderr (a spinner with the elapsed time when ``total`` is
+    None); yields ``report(done, status_text)``. Drawn only when ``show`` and
+    :func:`progress_shown`."""
+    if not (show and progress_shown()):
         yield lambda done, status="": None
         return
-    columns = [TextColumn(label), MofNCompleteColumn(), BarColumn(), TextColumn("{task.fields[status]}"),
-               TimeElapsedColumn()]
+    counter = [MofNCompleteColumn()] if total is not None else []
+    columns = [SpinnerColumn(), TextColumn(label), *counter, BarColumn(),
+               TextColumn("{task.fields[status]}"), TimeElapsedColumn()]
     with Progress(*columns, console=Console(stderr=True)) as bar:
         task = bar.add_task(label, total=total, status="")
         yield lambda done, status="": bar.update(task, completed=done, status=status)
+        if total is not None:               # the work is done: so is the bar
+            bar.update(task, completed=total, status="done")
 
 
 def lpq_layer_table(result, model) -> str:
@@ -60,5 +86,5 @@ def layer_table(summary: dict) -> str:
 
 
 def write_json(summary: dict, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(summary, indent=2) + "\n")
+    """``summary`` as indented JSON, written whole (:func:`spec.outputs.write_json`)."""
+    outputs.write_json(path, summary)

@@ -10,6 +10,7 @@ import torch
 from golden import digits, nm, sparse_train
 from golden.lowering import input_matrix, matmul_layers, weight_matrix
 from hw.nm_core import NMCore
+from spec import outputs
 from spec.nm_core import NMCoreConfig
 from verif.runner import run_bench
 
@@ -28,11 +29,14 @@ def train_digits(recipe: sparse_train.Recipe, seed: int, progress=None) -> torch
                               dense_layers=DENSE_LAYERS, progress=progress)
 
 
-def save_model(model: torch.nn.Module, recipe: sparse_train.Recipe, out: Path) -> dict:
-    """Write ``model.pt`` (state dict) and ``nm_weights.npz``: per sparse layer the
-    compressed float weights and their int8 quantization (values, indices, scale)."""
-    out.mkdir(parents=True, exist_ok=True)
-    torch.save(model.state_dict(), out / "model.pt")
+def save_model(model: torch.nn.Module, recipe: sparse_train.Recipe, out: Path,
+               provenance: dict | None = None) -> dict:
+    """Write ``model.pt`` (state dict), ``nm_weights.npz`` (per sparse layer the compressed
+    float weights and their int8 quantization: values, indices, scale) and ``recipe.json``
+    (the recipe, the layers and ``provenance``, :func:`spec.outputs.provenance`), each
+    file whole."""
+    with outputs.atomic_path(out / "model.pt") as tmp:
+        torch.save(model.state_dict(), tmp)
     arrays, summary = {}, {}
     for layer in matmul_layers(model):
         if layer.name in DENSE_LAYERS or recipe.kind == "dense":
@@ -45,9 +49,13 @@ def save_model(model: torch.nn.Module, recipe: sparse_train.Recipe, out: Path) -
                        f"{layer.name}.int8_values": qv, f"{layer.name}.int8_indices": qi,
                        f"{layer.name}.int8_scale": np.array(scale)})
         summary[layer.name] = {"shape": list(w.shape), "groups": int(values.shape[1])}
-    np.savez(out / "nm_weights.npz", **arrays)
-    meta = {"recipe": recipe.__dict__ | {"schedule": list(recipe.stages)}, "layers": summary}
-    (out / "recipe.json").write_text(json.dumps(meta, indent=2, default=list) + "\n")
+    with outputs.atomic_path(out / "nm_weights.npz") as tmp:
+        np.savez(tmp, **arrays)
+    schedule = list(recipe.stages) if recipe.kind == "sdgf" else []
+    meta = {"recipe": recipe.__dict__ | {"schedule": schedule}, "layers": summary}
+    if provenance is not None:
+        meta["provenance"] = provenance
+    outputs.write_json(out / "recipe.json", meta)
     return meta
 
 

@@ -19,17 +19,24 @@ def test_generate_writes_verilog_and_config(tmp_path, capsys):
     assert main(["generate", "nm-core", "--n", "2", "--m", "8", "--rows", "3", "-o", str(tmp_path)]) == 0
     verilog = (tmp_path / "nm_core.v").read_text()
     assert "module nm_core(" in verilog
-    config = json.loads((tmp_path / "nm_core.json").read_text())
+    text = (tmp_path / "nm_core.json").read_text()
+    config = json.loads(text)
+    record = config.pop("provenance")
     # Parameters not given take their defaults.
     assert config == {"block": "nm-core", "n": 2, "m": 8, "rows": 3, "width": 8, "acc_width": 32,
                       "pipeline": 3}
+    assert record["command"] == "generate nm-core" and record["parameters"]["rows"] == 3
+    assert {"tessera", "amaranth"} <= set(record["versions"])
+    # The file reads back as the config it records.
+    assert NMCoreConfig.from_json(text) == NMCoreConfig(n=2, m=8, rows=3)
     assert "wrote" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("argv, message", [
     (["generate", "nm-core", "--n", "5", "--m", "4"], "n must satisfy 1 <= n <= m, not n=5, m=4"),
     (["generate", "nm-core", "--m", "6"], "m must be a power of two >= 2, not m=6"),
-    (["generate", "nm-core", "--rows", "0"], "rows must be >= 1, not rows=0"),
+    (["generate", "nm-core", "--rows", "0"], "rows must be in 1..1024, not rows=0"),
+    (["generate", "nm-core", "--rows", "100000"], "rows must be in 1..1024, not rows=100000"),
     (["generate", "nm-core", "--width", "1"], "width must be >= 2, not width=1"),
     (["generate", "nm-core", "--n", "two"], "'two' is not a valid integer"),
     (["generate", "no-such-block"], "No such command 'no-such-block'"),
@@ -68,9 +75,11 @@ def test_generated_verilog_lints_clean(cfg, tmp_path):
     assert lint(path) == []
 
 
-def test_verify_runs_the_bench(tmp_path, capsys):
+def test_verify_runs_the_bench(tmp_path, capsys, monkeypatch):
     require_simulator("icarus")
+    monkeypatch.setenv("TESSERA_PROGRESS", "1")
     assert main(["verify", "nm-core", "--n", "1", "--m", "4", "--sim", "icarus",
                  "--build-dir", str(tmp_path)]) == 0
-    out = capsys.readouterr().out
-    assert "icarus: 5/5 passed" in out and "full_rate_cycles" in out
+    captured = capsys.readouterr()
+    assert "icarus: 5/5 passed" in captured.out and "full_rate_cycles" in captured.out
+    assert "verify nm-core on icarus 2/2" in captured.err and "verify nm-core" not in captured.out

@@ -32,6 +32,7 @@ def test_generate_writes_verilog_and_config(tmp_path, capsys):
     assert main(["generate", "gear-unit", "--head-dim", "8", "--rank", "2", "-o", str(tmp_path)]) == 0
     assert "module gear_unit(" in (tmp_path / "gear_unit.v").read_text()
     config = json.loads((tmp_path / "gear_unit.json").read_text())
+    assert config.pop("provenance")["command"] == "generate gear-unit"
     assert config == {"block": "gear-unit", **GearUnitConfig(head_dim=8, rank=2).to_dict()}
     assert "wrote" in capsys.readouterr().out
 

@@ -6,9 +6,9 @@ Uses the small digits SuperNet (``golden.sushi.digits_cnn.SMALL``, 8 SubNets) th
 buffer's bench uses (trained once, cached)."""
 
 import json
+import logging
 import subprocess
 import sys
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -161,15 +161,15 @@ def test_supernet_is_cached_and_round_trips(space, tmp_path):
     assert [s.choice for s in loaded.subnets] == [s.choice for s in space.net.subnets]
 
 
-def test_a_corrupt_cache_file_is_named_and_rebuilt(space, tmp_path):
+def test_a_corrupt_cache_file_is_named_and_rebuilt(space, tmp_path, caplog):
     path = tmp_path / "net.npz"
     path.write_bytes(b"not a numpy file")
     with pytest.raises(GoldenError, match=f"cached SuperNet {path} is unreadable"):
         supernet.SuperNet.load(path)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+    with caplog.at_level(logging.WARNING):
         net = supernet.cached(path, lambda: space.net)
-    assert net is space.net and "rebuilding" in str(caught[0].message)
+    assert net is space.net and f"the cached SUSHI SuperNet {path} is unreadable" in caplog.text
+    assert "removed it, training again" in caplog.text
     assert supernet.SuperNet.load(path).name == "digits-cnn"
 
 

@@ -87,6 +87,9 @@ def test_cli_lpq_writes_json_and_prints_the_table(tmp_path, capsys):
     assert "layer" in text and "fc1" in text and "mean bits per weight" in text
     doc = json.loads(out.read_text())
     assert doc["budget_bits"] == 5 and doc["mean_weight_bits"] <= 5 and len(doc["layers"]) == 4
+    record = doc["provenance"]
+    assert record["command"] == "lpq" and record["seed"] == 0 and record["calibration_samples"] == 256
+    assert record["parameters"]["population"] == 4 and "tessera" in record["versions"]
     assert main(["lpq", "--budget", "2", "--no-progress", "-o", str(out)]) == 1
     assert capsys.readouterr().err == "tessera: error: budget must be at least the smallest n (4), not 2.0\n"
 

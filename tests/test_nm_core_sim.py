@@ -18,7 +18,7 @@ from spec.nm_core import NMCoreConfig, beat_layout, out_layout
     (dict(n=0, m=4), "1 <= n <= m, not n=0"),
     (dict(n=2, m=6), "m must be a power of two >= 2, not m=6"),
     (dict(n=1, m=1), "m must be a power of two >= 2, not m=1"),
-    (dict(rows=0), "rows must be >= 1, not rows=0"),
+    (dict(rows=0), "rows must be in 1..1024, not rows=0"),
     (dict(width=1), "width must be >= 2, not width=1"),
     (dict(acc_width=15), "acc_width must be >= 2 \\* width = 16, not acc_width=15"),
     (dict(pipeline=4), "pipeline must be in 0..3, not pipeline=4"),

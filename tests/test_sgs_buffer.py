@@ -218,6 +218,7 @@ def test_cli_sushi_writes_the_request_stream(tmp_path, capsys):
     assert decoded == [(c.op, c.block if c.op is not Op.DROP else 0, c.slot if c.op is not Op.READ else 0)
                        for c in result.commands]
     assert summary["policies"]["sushi"] == json.loads(json.dumps(result.summary()))
+    assert summary["provenance"]["seed"] == 4 and summary["provenance"]["parameters"]["queries"] == 24
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -226,8 +227,8 @@ def test_cli_sushi_writes_the_request_stream(tmp_path, capsys):
     (["--policy", "fifo"], "Invalid value for '--policy': 'fifo' is not one of"),
     (["--supernet", "resnet"], "Invalid value for '--supernet': 'resnet' is not one of 'digits-cnn', 'minilm'"),
     (["--capacity-words", "8"], "capacity_words=8 is smaller than one block (block_words=16)"),
-    (["--seed", "-1", "--queries", "2"], "seed must be an integer >= 0, not seed=-1"),
-    (["--queries", "0"], "a stream needs queries >= 1, not queries=0"),
+    (["--seed", "-1", "--queries", "2"], "-1 is not in the range x>=0"),
+    (["--queries", "0"], "0 is not in the range x>=1"),
 ])
 def test_cli_sushi_bad_input_is_one_line(argv, message, capsys):
     assert main(["sushi", *argv]) != 0

@@ -90,12 +90,17 @@ def test_sdgf_stages_tighten_over_the_sparse_phase():
     assert [r.n_at(t / 8) for t in range(8)] == [7, 7, 4, 4, 2, 2, 1, 1]
 
 
-def test_train_nm_command_and_a_trained_layer_on_the_core(tmp_path, capsys, sim_root):
+def test_train_nm_command_and_a_trained_layer_on_the_core(tmp_path, capsys, sim_root, monkeypatch):
+    monkeypatch.setenv("TESSERA_PROGRESS", "1")
     out = tmp_path / "run"
     assert main(["train-nm", "--recipe", "sdgf", "--n", "1", "--m", "8", "--epochs", "8",
                  "--warmup", "1", "--finetune", "2", "-o", str(out)]) == 0
-    assert "test top-1" in capsys.readouterr().out
+    captured = capsys.readouterr()
+    # The result on stdout, one line; the progress bar on stderr (8/8 epochs).
+    assert captured.out.startswith("test top-1") and captured.out.count("\n") == 1
+    assert "train-nm sdgf 1:8 8/8" in captured.err
     meta = json.loads((out / "recipe.json").read_text())
+    assert meta["provenance"]["seed"] == 0 and meta["provenance"]["parameters"]["epochs"] == 8
     assert set(meta["layers"]) == {"conv2", "fc1", "fc2"} and meta["recipe"]["schedule"] == [7, 4, 2, 1]
     model = digits.DigitsCNN()
     model.load_state_dict(torch.load(out / "model.pt", weights_only=True))

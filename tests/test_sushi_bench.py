@@ -10,7 +10,7 @@ from tessera.bench import sushi as bench
 
 def test_reduced_configuration_reproduces_the_stored_figures():
     stored = json.loads(bench.FIGURES.read_text())
-    assert set(stored) == {"full", "reduced"} and stored["reduced"]
+    assert {"full", "reduced"} <= set(stored) and stored["reduced"]
     got = json.loads(json.dumps(bench.reduced_headline()))
     assert got == stored["reduced"]
     # The figures are about something: per stream, SUSHI moves less off-chip data than no cache.

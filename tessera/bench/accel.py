@@ -13,7 +13,6 @@
 Results go to ``<out>/accel/report.json`` and ``report.md``.
 """
 
-import json
 import time
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from compiler.gemm import GemmShape, lower_gemm, p_rows, w_rows, x_rows
 from compiler.program import Program
 from golden import nm
 from golden.iss import Machine
+from spec import outputs
 from spec.accel import AcceleratorConfig
 from spec.isa import Opcode
 from verif.accel_campaign import run_campaign
@@ -151,8 +151,10 @@ def run_bench(out: Path, jobs: int = 2, *, programs: dict | None = None, synth: 
             lines.append(f"| {name} | {unit['lut4']} | {100 * unit['share']:.1f}% |")
     text = "\n".join(lines)
     click.echo(text)
-    report = {"config": config.to_dict(), "fuzz": fuzz, "utilisation": util, "size": size}
-    (out / "report.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
-    (out / "report.md").write_text(text + "\n")
+    report = {"config": config.to_dict(), "fuzz": fuzz, "utilisation": util, "size": size,
+              "provenance": outputs.provenance("bench accel", {"programs": programs, "synth": synth, "jobs": jobs,
+                                                               "out": out}, seed=0)}
+    outputs.write_json(out / "report.json", report)
+    outputs.write_text(out / "report.md", text + "\n")
     click.echo(f"report: {out / 'report.md'}")
     return report

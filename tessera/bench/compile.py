@@ -16,7 +16,6 @@ dense), each compiled for the default machine and also compiled all-dense:
 Results go to ``<out>/compile/report.json`` and ``report.md``.
 """
 
-import json
 import time
 from pathlib import Path
 
@@ -28,10 +27,11 @@ from compiler.model import compile_model
 from compiler.profile import layer_profile, profile_table
 from compiler.sources import load_source
 from golden import digits
-from golden.cache import cache_dir
+from golden.cache import cache_dir, load_or_rebuild
 from golden.sparse_train import Recipe
 from golden.tasder import default_menu
 from golden.tasder_search import search
+from spec import outputs
 from spec.accel import AcceleratorConfig
 from verif.model_run import run_on_rtl
 
@@ -48,20 +48,16 @@ def nm_model() -> torch.nn.Module:
     """The digits CNN trained to 1:8 with SDGF (seed 0), cached in TESSERA_CACHE."""
     from ..train_tools import train_digits
 
-    path = cache_dir() / "digits-sdgf-1of8-seed0.pt"
-    model = digits.DigitsCNN()
-    if path.exists():
-        try:
-            model.load_state_dict(torch.load(path, weights_only=True))
-            return model.eval()
-        except (RuntimeError, OSError, EOFError):
-            path.unlink(missing_ok=True)
-    torch.set_num_threads(1)
-    model = train_digits(NM_RECIPE, 0)
-    tmp = path.with_suffix(".tmp")
-    torch.save(model.state_dict(), tmp)
-    tmp.replace(path)
-    return model.eval()
+    def load(file):
+        model = digits.DigitsCNN()
+        model.load_state_dict(torch.load(file, weights_only=True))
+        return model.eval()
+
+    def build(tmp):
+        torch.set_num_threads(1)
+        torch.save(train_digits(NM_RECIPE, 0).state_dict(), tmp)
+
+    return load_or_rebuild(cache_dir() / "digits-sdgf-1of8-seed0.pt", load, build, "1:8 digits CNN")
 
 
 def _evaluate(compiled, data, model, name: str) -> dict:
@@ -153,9 +149,12 @@ def run_bench(out: Path, jobs: int = 2, *, rtl_images: int = RTL_IMAGES) -> dict
               f"{100 * rtl['max_cycle_error']:.2f}% of the RTL's cycles; {rtl['seconds']:.0f} s"]
     text = "\n".join(lines)
     click.echo(text)
-    report_doc = {"config": config.to_dict(), "batch": BATCH, "models": rows, "rtl": rtl}
-    (out / "report.json").write_text(json.dumps(report_doc, indent=2, default=str) + "\n")
-    (out / "report.md").write_text(text + "\n")
+    report_doc = {"config": config.to_dict(), "batch": BATCH, "models": rows, "rtl": rtl,
+                  "provenance": outputs.provenance("bench compile", {"rtl_images": rtl_images, "batch": BATCH,
+                                                                     "jobs": jobs, "out": out},
+                                                   seed=0, calibration=len(calib))}
+    outputs.write_json(out / "report.json", report_doc)
+    outputs.write_text(out / "report.md", text + "\n")
     click.echo(f"report: {out / 'report.md'}")
     return report_doc
 

@@ -15,7 +15,6 @@ written to ``<out>/gear.json``; synthesis reports go to ``<out>/gear-synth/``.
 
 from __future__ import annotations
 
-import json
 import multiprocessing
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -26,6 +25,7 @@ import numpy as np
 
 from golden import GoldenError, gear, minilm
 from hw.gear_unit import GearUnit
+from spec import outputs
 from spec.gear_unit import GearUnitConfig
 
 __all__ = ["run_bench", "accuracy_rows", "SETTINGS"]
@@ -237,6 +237,9 @@ def run_bench(out: Path, jobs: int = 2, synth: bool = True) -> dict:
         click.echo(table)
         results["hardware"] = hw_rows
     results["seconds"] = round(time.monotonic() - started, 1)
-    (out / "gear.json").write_text(json.dumps(results, indent=2) + "\n")
+    results["provenance"] = outputs.provenance(
+        "bench gear", {"settings": SETTINGS, "long_shape": LONG_SHAPE, "synth": synth, "jobs": jobs, "out": out},
+        seed=0)
+    outputs.write_json(out / "gear.json", results)
     click.echo(f"\nfigures: {out / 'gear.json'} ({results['seconds']} s)")
     return results

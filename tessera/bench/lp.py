@@ -57,11 +57,13 @@ def run_lpq(budget: float = 6.0, seed: int = 0, population: int = 20, generation
     click.echo(f"top-1 on {found.test_images} test digits: LPQ {100 * found.top1_lpq:.2f}%, "
                f"FP32 {100 * found.top1_fp32:.2f}%")
     if out is not None:
-        out = Path(out)
-        out.parent.mkdir(parents=True, exist_ok=True)
+        from spec import outputs
+
         doc = json.loads(result.to_json())
-        doc.update({"model": "digits-cnn", "top1_lpq": found.top1_lpq, "top1_fp32": found.top1_fp32})
-        out.write_text(json.dumps(doc, indent=2) + "\n")
+        params = {"budget": budget, "population": population, "generations": generations, "out": out}
+        doc.update({"model": "digits-cnn", "top1_lpq": found.top1_lpq, "top1_fp32": found.top1_fp32,
+                    "provenance": outputs.provenance("lpq", params, seed=seed, calibration=found.calibration)})
+        outputs.write_json(out, doc)
         click.echo(f"wrote {out}")
     return result, found.model, load_data()
 
@@ -199,7 +201,11 @@ def run_bench(out: Path, jobs: int = 2, *, hardware: bool = True, seed: int = 0)
     click.echo(text)
     report = {"accuracy": acc, "hardware": hw, "minilm": mini,
               "lpq": json.loads((out / "lpq.json").read_text())}
-    (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
-    (out / "report.md").write_text(text + "\n")
+    from spec import outputs
+
+    report["provenance"] = outputs.provenance("bench lp", {"hardware": hardware, "jobs": jobs, "out": out},
+                                              seed=seed, calibration=report["lpq"]["provenance"]["calibration_samples"])
+    outputs.write_json(out / "report.json", report)
+    outputs.write_text(out / "report.md", text + "\n")
     click.echo(f"report: {out / 'report.md'}")
     return report

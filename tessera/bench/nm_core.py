@@ -17,12 +17,15 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import click
-from rich.progress import Progress
 
 from hw.nm_core import NMCore
 from spec.nm_core import NMCoreConfig
-from synth.flow import synthesize
+from synth.flow import SynthOptions, synthesize
 from verif.runner import run_bench as run_cocotb
+
+from spec import outputs
+
+from ..tables import rich_progress
 
 NM_PAIRS = [(4, 4), (2, 4), (1, 4), (8, 8), (2, 8), (4, 8)]
 ROWS = (1, 8)
@@ -33,7 +36,7 @@ PERF_SHAPE = (64, 256, 64)
 def _synth_all(out: Path, jobs: int) -> dict[tuple[int, int, int], dict]:
     configs = [NMCoreConfig(n=n, m=m, rows=rows) for rows in ROWS for (n, m) in NM_PAIRS]
     reports = {}
-    with Progress() as progress, ThreadPoolExecutor(jobs) as pool:
+    with rich_progress() as progress, ThreadPoolExecutor(jobs) as pool:
         task = progress.add_task("synthesis + place-and-route", total=len(configs))
         futures = {pool.submit(synthesize, NMCore(c), "nm_core", out / "synth" / c.tag, config=c): c
                    for c in configs}
@@ -114,6 +117,8 @@ def run_bench(out: Path, jobs: int = 2) -> dict:
                  f"{perf['measured_cycles']} cycles measured, {perf['ideal_cycles']} ideal "
                  f"-> {100 * perf['utilisation']:.3f}% utilisation (target >= 95%); all outputs bit-exact")
     click.echo(perf_line)
-    (out / "nm_core_bench.json").write_text(json.dumps({"rows": rows, "utilisation": perf}, indent=2))
-    (out / "nm_core_bench.md").write_text("\n\n".join([table, "\n".join(summary), perf_line]) + "\n")
+    record = outputs.provenance("bench nm-core", {"jobs": jobs, "out": out, "rows": ROWS},
+                                seed=SynthOptions().seed)
+    outputs.write_json(out / "nm_core_bench.json", {"rows": rows, "utilisation": perf, "provenance": record})
+    outputs.write_text(out / "nm_core_bench.md", "\n\n".join([table, "\n".join(summary), perf_line]) + "\n")
     return {"rows": rows, "utilisation": perf}

@@ -39,8 +39,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import click
-from rich.console import Console
-from rich.progress import Progress
 
 from compiler.sgs_stream import memory_image
 from golden import minilm
@@ -50,6 +48,10 @@ from hw.sgs_buffer import SGSBuffer
 from spec.sgs_buffer import SGSBufferConfig
 from synth.flow import synthesize
 from verif.runner import run_bench as run_cocotb
+
+from spec import outputs
+
+from ..tables import rich_progress
 
 STREAMS = [("steady", 1), ("drift", 2), ("phased", 3), ("bursty", 4)]
 QUERIES = 400
@@ -201,7 +203,7 @@ def _replay(out: Path, served: registry.Served) -> dict:
     job = {"commands": [c.to_json() for c in result.commands],
            "memory": {str(b): w for b, w in memory_image(buffer, served.space).items()}}
     job_file, result_file = (out / "replay_in.json").resolve(), (out / "replay_out.json").resolve()
-    job_file.write_text(json.dumps(job))
+    outputs.write_text(job_file, json.dumps(job))
     run_cocotb(buffer, SGSBuffer(buffer), "sgs_buffer", "verif.sgs_buffer_replay", sim="verilator",
                build_root=out / "sim_build", quiet=True,
                extra_env={"TESSERA_SGS_REPLAY": str(job_file), "TESSERA_SGS_REPLAY_OUT": str(result_file)})
@@ -245,7 +247,7 @@ def run_bench(out: Path, jobs: int = 2) -> dict:
         click.echo(fronts[name])
 
     served, tables, targets = {}, {}, []
-    with Progress(console=Console(stderr=True)) as progress:
+    with rich_progress() as progress:
         task = progress.add_task("serving query streams", total=len(names) * len(STREAMS)
                                  + sum(len(SWEEPS[n]) for n in names) + len(STREAMS))
         step = lambda: progress.advance(task)
@@ -267,7 +269,12 @@ def run_bench(out: Path, jobs: int = 2) -> dict:
     repro = [_reproduced(figures["full"], stored.get("full"), f"full configuration ({', '.join(names)})"),
              _reproduced(reduced, stored.get("reduced"), "reduced configuration (digits-cnn, 100 queries)")]
     click.echo("\n".join(repro))
-    (out / "sushi_figures.json").write_text(json.dumps(figures, indent=1, sort_keys=True) + "\n")
+    params = {"supernets": names, "streams": STREAMS, "queries": QUERIES, "reduced": REDUCED, "sweeps": SWEEPS,
+              "sweep_stream": SWEEP_STREAM, "replay": [REPLAY, REPLAY_QUERIES], "jobs": jobs, "out": out}
+    provenance = outputs.provenance("bench sushi", params, seed=[seed for _, seed in STREAMS])
+    # Sorted and compact like FIGURES, so it can be copied over it; provenance beside the figures.
+    outputs.write_text(out / "sushi_figures.json",
+                       json.dumps({**figures, "provenance": provenance}, indent=1, sort_keys=True) + "\n")
 
     drift = served[REPLAY][f"{SWEEP_STREAM[0]} (seed {SWEEP_STREAM[1]})"]
     click.echo(f"replaying the first {REPLAY_QUERIES} queries of the {REPLAY} {SWEEP_STREAM[0]} stream's SushiSched "
@@ -284,7 +291,7 @@ def run_bench(out: Path, jobs: int = 2) -> dict:
     click.echo(replay_line)
 
     configs = [drift.platform.buffer, SGSBufferConfig()]
-    with Progress(console=Console(stderr=True)) as progress, ThreadPoolExecutor(jobs) as pool:
+    with rich_progress() as progress, ThreadPoolExecutor(jobs) as pool:
         task = progress.add_task("synthesis + place-and-route", total=len(configs))
         futures = [pool.submit(synthesize, SGSBuffer(c), "sgs_buffer", out / "synth" / c.tag, config=c)
                    for c in configs]
@@ -300,9 +307,10 @@ def run_bench(out: Path, jobs: int = 2) -> dict:
                              spaces[n].pareto_front(registry.platform(n).offchip_bytes_per_cycle)] for n in names},
               "streams": {n: {s: {p: r.summary() for p, r in v.results.items()} for s, v in served[n].items()}
                           for n in names},
-              "capacity_sweep": {n: v for n, (v, _) in sweeps.items()}, "figures": figures, "reproduced": repro, "replay": replay, "synth": reports}
-    (out / "sushi_bench.json").write_text(json.dumps(result, indent=2, default=int) + "\n")
-    (out / "sushi_bench.md").write_text("\n\n".join([*setups, *fronts.values(), *tables.values(), "\n".join(targets),
-                                                     *(t for _, t in sweeps.values()), "\n".join(repro), replay_line,
-                                                     synth_table]) + "\n")
+              "capacity_sweep": {n: v for n, (v, _) in sweeps.items()}, "figures": figures, "reproduced": repro,
+              "replay": replay, "synth": reports, "provenance": provenance}
+    outputs.write_json(out / "sushi_bench.json", result)
+    outputs.write_text(out / "sushi_bench.md", "\n\n".join([*setups, *fronts.values(), *tables.values(),
+                                                           "\n".join(targets), *(t for _, t in sweeps.values()),
+                                                           "\n".join(repro), replay_line, synth_table]) + "\n")
     return result

@@ -24,7 +24,6 @@ Results go to ``<out>/tacos_bench.json`` and ``.md``; the tables are printed.
 
 from __future__ import annotations
 
-import json
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -32,6 +31,7 @@ from pathlib import Path
 import click
 
 from golden.tacos import BASELINES, Link, Topology, baseline, check, generate, lower_bound_ps, synthesize
+from spec import outputs
 
 COLLECTIVE = "all-reduce"
 CHUNKS = 1
@@ -131,8 +131,8 @@ def run_bench(out: Path, jobs: int = 2) -> dict:
                 "step barriers) and routes over shortest paths; '-' = not applicable.\n\n"
               + "## Synthesis time, 512 NPUs (All-Reduce, 1 chunk per NPU)\n\n" + _synth_table(big) + "\n")
     click.echo(tables, nl=False)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "tacos_bench.json").write_text(json.dumps(result, indent=1) + "\n")
-    (out / "tacos_bench.md").write_text("# tessera bench tacos\n\n" + tables)
+    result["provenance"] = outputs.provenance("bench tacos", {"jobs": jobs, "out": out}, seed=SEED)
+    outputs.write_json(out / "tacos_bench.json", result)
+    outputs.write_text(out / "tacos_bench.md", "# tessera bench tacos\n\n" + tables)
     click.echo(f"wrote {out / 'tacos_bench.json'} and .md ({result['wall_s']:.0f} s)")
     return result

@@ -14,11 +14,9 @@
 Results go to ``<out>/tasd_bench.json`` and ``.md``.
 """
 
-import json
 from pathlib import Path
 
 import click
-from rich.progress import Progress
 
 from golden import minilm, tasd
 from hw.nm_core import NMCore
@@ -28,6 +26,10 @@ from synth.flow import synthesize
 from golden.models import load_model
 from golden.tasder import default_menu
 from golden.tasder_search import evaluate
+
+from spec import outputs
+
+from ..tables import rich_progress
 
 MODELS = ["digits", "digits-p50", "digits-p75", "digits-p90"]
 CORES = [NMCoreConfig(n=2, m=4, rows=8), NMCoreConfig(n=2, m=8, rows=8)]
@@ -102,12 +104,13 @@ def run_bench(out: Path, jobs: int = 2) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     runs = [(m, c, b) for m in MODELS for c in CORES for b in BUDGETS]
     summaries = []
-    with Progress() as progress:
+    with rich_progress() as progress:
         task = progress.add_task("TASDER searches", total=len(runs))
         for model, core, budget in runs:
             bundle = load_model(model)
             summaries.append(evaluate(bundle, core, default_menu(core), max_drop=budget))
             progress.advance(task)
+    calib = len(bundle.x_calib)
     table = _model_table(summaries)
     click.echo(table)
     p75 = [s for s in summaries if s["model"] == "digits-p75" and s["search"]["budget"] == 1.0]
@@ -123,7 +126,7 @@ def run_bench(out: Path, jobs: int = 2) -> dict:
         sections.append(f"MiniLM: skipped: {missing}")
     else:
         bundle = load_model("minilm")
-        with Progress() as progress:
+        with rich_progress() as progress:
             task = progress.add_task("TASDER on MiniLM", total=len(MINILM_RUNS))
             for core, budget in MINILM_RUNS:
                 minilm_rows.append(evaluate(bundle, core, default_menu(core), max_error=budget))
@@ -141,6 +144,10 @@ def run_bench(out: Path, jobs: int = 2) -> dict:
     click.echo(parallel_table)
     sections.append(parallel_table)
     result = {"models": summaries, "minilm": minilm_rows, "passes_vs_parallel": parallel}
-    (out / "tasd_bench.json").write_text(json.dumps(result, indent=2) + "\n")
-    (out / "tasd_bench.md").write_text("\n\n".join(sections) + "\n")
+    result["provenance"] = outputs.provenance(
+        "bench tasd", {"models": MODELS, "cores": [c.to_dict() for c in CORES], "budgets": BUDGETS,
+                       "minilm_runs": [[c.to_dict(), b] for c, b in MINILM_RUNS], "out": out},
+        seed=0, calibration=calib)
+    outputs.write_json(out / "tasd_bench.json", result)
+    outputs.write_text(out / "tasd_bench.md", "\n\n".join(sections) + "\n")
     return result

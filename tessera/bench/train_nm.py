@@ -8,16 +8,17 @@ Then one layer (fc1, 64 x 512) of the seed-0 SDGF 1:8 model, quantized to int8, 
 through the N:M core's RTL on Verilator, every output checked against golden.nm.matmul.
 """
 
-import json
 import statistics
 from pathlib import Path
 
 import click
-from rich.progress import Progress
 
 from golden import digits
 from golden.sparse_train import Recipe
 
+from spec import outputs
+
+from ..tables import rich_progress
 from ..train_tools import run_layer_on_core, train_digits
 
 RECIPES = ["srste", "mdgf-linear", "mdgf-exp", "sdgf"]
@@ -32,7 +33,7 @@ def run_bench(out: Path, jobs: int = 2) -> dict:
     runs = [("dense", 4, 4)] + [(r, n, m) for (n, m) in TARGETS for r in RECIPES]
     results = {}
     models = {}
-    with Progress() as progress:
+    with rich_progress() as progress:
         task = progress.add_task("training", total=len(runs) * len(SEEDS))
         for kind, n, m in runs:
             accs = []
@@ -69,6 +70,8 @@ def run_bench(out: Path, jobs: int = 2) -> dict:
     summary = {"epochs": EPOCHS, "seeds": SEEDS,
                "top1": {f"{k}-{n}:{m}": accs for (k, n, m), accs in results.items()},
                "verdicts": verdicts, "layer_on_core": layer}
-    (out / "train_bench.json").write_text(json.dumps(summary, indent=2) + "\n")
-    (out / "train_bench.md").write_text("\n\n".join([table, "\n".join(verdicts), layer_line]) + "\n")
+    summary["provenance"] = outputs.provenance("bench train-nm", {"epochs": EPOCHS, "seeds": SEEDS, "out": out},
+                                               seed=SEEDS)
+    outputs.write_json(out / "train_bench.json", summary)
+    outputs.write_text(out / "train_bench.md", "\n\n".join([table, "\n".join(verdicts), layer_line]) + "\n")
     return summary
