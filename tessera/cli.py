@@ -65,28 +65,40 @@ def _generate_command(block: Block) -> click.Command:
 
 
 def _verify_command(block: Block) -> click.Command:
-    def run(sim, seed, build_dir, **values):
-        from verif.runner import SIMULATORS, run_bench, simulator_missing
+    def run(sim, seed, build_dir, waves, **values):
+        from verif.runner import SIMULATORS, make_build_root, run_bench, simulator_missing
 
         config = _make_config(block, values)
+        make_build_root(build_dir)
         sims = SIMULATORS if sim == "all" else (sim,)
+        failed = []
         for s in sims:
             missing = simulator_missing(s)
             if missing and sim == "all":
                 click.echo(f"{s}: skipped: {missing}")
                 continue
             result = run_bench(config, block.build(config), block.top, block.bench, sim=s,
-                               build_root=build_dir, seed=seed, quiet=True)
-            for name, ok in result.cases:
-                click.echo(f"{s:9} {name:32} {'PASS' if ok else 'FAIL'}")
+                               build_root=build_dir, seed=seed, quiet=True, waves=True if waves else None,
+                               check=False)
+            for line in result.table():
+                click.echo(line)
             click.echo(f"{s}: {result.tests - result.failed}/{result.tests} passed "
                        f"(log: {result.build_dir / 'sim.log'})")
+            if result.waves:
+                click.echo(f"{s}: waveform: {result.waves}")
+            if not result.passed:
+                failed.append(result.summary(block.top))
+        if failed:
+            raise VerifError(" / ".join(failed))
 
     return click.Command(block.name, callback=run, help=f"Run the cocotb bench of the {block.summary}.",
                          params=[click.Option(["--sim"], type=click.Choice(["all", "verilator", "icarus"]),
                                               default="all", show_default=True),
                                  click.Option(["--seed"], type=int, default=1, show_default=True),
                                  click.Option(["--build-dir"], default="sim_build", show_default=True),
+                                 click.Option(["--waves"], is_flag=True,
+                                              help="dump waveforms of every test (FST; otherwise only "
+                                                   "failing tests are rerun with waveforms)"),
                                  *_config_options(block)])
 
 
