@@ -26,8 +26,7 @@ from compiler.nm_stream import lower_matmul
 from spec.nm_core import NMCoreConfig, beat_layout, out_layout
 
 from . import VerifError
-from .bench import ClockedBench
-from .nm_core_tb import NMCoreScoreboard, NMCoreStimulus
+from .nm_core_tb import NMCoreScoreboard, NMCoreTB
 from .scoreboard import Scoreboard
 from .streams import StreamBus, StreamMonitor
 
@@ -74,36 +73,28 @@ class NMCoreBehindFifo(wiring.Component):
         return m
 
 
-class InternalStreamsTB(ClockedBench):
-    """Drivers on the wrapper's ports; monitors and scoreboards on the core's streams."""
+class InternalStreamsTB(NMCoreTB):
+    """:class:`NMCoreTB`'s drivers and scoreboard on the wrapper's ports, plus monitors
+    and scoreboards on the core's own streams inside it."""
 
     def __init__(self, dut, *, idle=0.0, backpressure=0.0):
-        super().__init__(dut, NMCoreConfig)
+        super().__init__(dut, idle=idle, backpressure=backpressure)
         cfg = self.config
-        self.stimulus = NMCoreStimulus(cfg, self.rng)
-        self.source = self.make_source("i", beat_layout(cfg), k=1, idle=idle)
-        self.sink = self.make_sink("o", out_layout(cfg), k=2, backpressure=backpressure)
         # The pattern: a bus by prefix on an instance, a passive monitor, a scoreboard.
         self.core_in = StreamMonitor(StreamBus.from_prefix(dut, "core.i"), self.clk, beat_layout(cfg))
         self.core_out = StreamMonitor(StreamBus.from_prefix(dut.core, "o"), self.clk, out_layout(cfg))
         self.inner = NMCoreScoreboard(cfg).attach(self.core_out)
         self.passed_through = Scoreboard().attach(self.core_in)
-        self.outer = NMCoreScoreboard(cfg).attach(self.sink)
 
-    async def check(self, values, indices, x, label):
-        cfg = self.config
-        program = lower_matmul(cfg, values, indices, x, filler=self.rng)
-        beats = program.packed_beats()
-        self.inner.expect_matmul(program, values, indices, x, cfg.n, label)
-        self.outer.expect_matmul(program, values, indices, x, cfg.n, label)
-        self.passed_through.expect_many(beats, f"{label}: beat into the core")
-        if cfg.sparse:
-            self.dut.n_active.value = program.n_active
-        self.source.extend(beats)
-        limit = 20 * (len(beats) + 50)
-        await self.passed_through.drain(limit, what=f"{label} beats")
-        await self.inner.drain(limit, what=f"{label} outputs")
-        await self.outer.drain(limit, what=f"{label} outputs")
+    async def check(self, values, indices, x, n, label):
+        program = lower_matmul(self.config, values, indices, x, n=n, filler=self.rng)
+        self.inner.expect_matmul(program, values, indices, x, n, label)
+        self.scoreboard.expect_matmul(program, values, indices, x, n, label)
+        self.passed_through.expect_many(program.packed_beats(), f"{label}: beat into the core")
+        self.drive(program)
+        await self.passed_through.drain(20 * (len(program.beats) + 50), what=f"{label} beats")
+        await self.inner.drain(20 * (len(program.beats) + 50), what=f"{label} outputs")
+        await self.finish(program, label)
 
 
 @cocotb.test()
@@ -115,13 +106,14 @@ async def monitors_on_internal_streams(dut):
     cfg, gen = tb.config, tb.stimulus
     for out_rows, groups, cols in [(cfg.rows, 1, 1), (2 * cfg.rows + 1, 3, 2), (1, 5, 3)]:
         values, indices = gen.weights(out_rows, groups * cfg.m, cfg.n)
-        await tb.check(values, indices, gen.acts(groups * cfg.m, cols), f"{out_rows}x{groups * cfg.m}x{cols}")
+        await tb.check(values, indices, gen.acts(groups * cfg.m, cols), cfg.n,
+                       f"{out_rows}x{groups * cfg.m}x{cols}")
     sent, seen = tb.source.transfer_edges, tb.core_in.transfer_edges
     assert tb.source.sent == tb.core_in.received == tb.passed_through.matched > 0
     # Every beat reaches the core at least one edge after it entered the wrapper.
     lags = [b - a for a, b in zip(sent, seen)]
     assert min(lags) >= 1, f"a beat reached core.i {min(lags)} edges after entering i"
-    assert tb.core_out.received == tb.sink.received == tb.inner.matched == tb.outer.matched
+    assert tb.core_out.received == tb.sink.received == tb.inner.matched == tb.scoreboard.matched
     dut._log.info("%d beats, %d outputs checked on core.i/core.o; FIFO lag %d..%d edges",
                   tb.source.sent, tb.inner.matched, min(lags), max(lags))
 
