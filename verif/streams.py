@@ -48,7 +48,7 @@ so a run is reproducible from its seed.
 import itertools
 import numbers
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
