@@ -12,16 +12,12 @@ weight port. A layer ``Y = X W^T`` therefore runs in one of three ways:
 
 Cycles come from :func:`golden.tasd.series_cycles` for the layer's shape per sample.
 
-Search (deterministic given the calibration batch, hence given its seed):
-
-1. For every layer and option, the *sensitivity*: the metric with only that layer
-   approximated (accuracy drop in points, or the relative error of the model output).
-2. Greedy: starting from all-dense, try options in order of increasing sensitivity
-   (ties: lower output error, then larger cycle saving, then layer order); accept an
-   option when it lowers that layer's cycles and the whole model stays within budget.
+The search that chooses the series within an accuracy budget is
+:mod:`golden.tasder_search`; this module is the semantics (what a choice computes and
+costs) and the menu policy.
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -36,7 +32,8 @@ from .lowering import (
     weight_matrix,
 )
 
-__all__ = ["LayerChoice", "TasderResult", "approximate", "search", "layer_options"]
+__all__ = ["LayerChoice", "approximate", "layer_options", "layer_cycles", "STANDARD_MENU",
+           "default_menu"]
 
 DENSE = "dense"
 
@@ -139,92 +136,35 @@ def layer_cycles(layer: MatmulLayer, choice: LayerChoice, core, cols: int) -> in
     return tasd.series_cycles(choice.weights, core, layer.out_features, layer.k, cols)
 
 
-@dataclass
-class TasderResult:
-    choices: dict[str, LayerChoice]
-    layers: list[dict] = field(default_factory=list)
-    cycles: int = 0
-    dense_cycles: int = 0
-    metric: float = 0.0
-    budget: float = 0.0
-    metric_name: str = ""
-
-    def to_json(self) -> dict:
-        return {"metric": self.metric_name, "budget": self.budget, "achieved": self.metric,
-                "cycles": self.cycles, "dense_cycles": self.dense_cycles,
-                "cycle_reduction": 1 - self.cycles / self.dense_cycles, "layers": self.layers}
+#: Series worth supporting (REFERENCE.md); a core runs the ones whose terms fit it.
+STANDARD_MENU = ["1:2", "1:4", "2:4", "2:4+1:4", "1:8", "2:8", "4:8", "2:8+2:8", "2:4+2:8", "4:8+2:8"]
 
 
-def search(model: nn.Module, x: torch.Tensor, core, menu: list[str], *,
-           y: torch.Tensor | None = None, max_accuracy_drop: float | None = None,
-           max_output_error: float | None = None) -> TasderResult:
-    """Choose a series per layer (see the module docstring).
+def _density(series: str) -> float:
+    return sum(n / m for n, m in tasd.parse_series(series))
 
-    Exactly one budget: ``max_accuracy_drop`` (points of top-1 on ``(x, y)``) or
-    ``max_output_error`` (relative Frobenius error of the model output on ``x``).
-    """
-    if (max_accuracy_drop is None) == (max_output_error is None):
-        raise GoldenError("give exactly one budget: max_accuracy_drop or max_output_error")
-    if max_accuracy_drop is not None and y is None:
-        raise GoldenError("an accuracy budget needs labels y for the calibration batch")
-    budget = max_accuracy_drop if max_accuracy_drop is not None else max_output_error
-    if budget < 0:
-        raise GoldenError(f"the budget must be >= 0, not {budget!r}")
-    layers = matmul_layers(model)
-    options = layer_options(menu, core)
-    cache: dict = {}
-    with torch.no_grad():
-        reference = model.eval()(x)
 
-    def metric(choices) -> tuple[float, float]:
-        """(the budgeted metric, the output's relative error) with ``choices`` applied."""
-        out = approximate(model, choices, x, cache)
-        error = float(torch.linalg.norm(out - reference) / torch.linalg.norm(reference))
-        if max_accuracy_drop is not None:
-            ref_acc = (reference.argmax(1) == y).float().mean().item()
-            return 100.0 * (ref_acc - (out.argmax(1) == y).float().mean().item()), error
-        return error, error
+def _rank(series: str) -> tuple[float, int, int]:
+    ms = [m for _, m in tasd.parse_series(series)]
+    return _density(series), min(ms), max(ms)
 
-    # Activation rows per sample, from one forward pass with shape-recording hooks.
-    cols = {}
-    handles = [layer.module.register_forward_hook(
-        lambda mod, args, out, name=layer.name: cols.__setitem__(name, input_matrix(mod, args[0][:1]).shape[0]))
-        for layer in layers]
-    with torch.no_grad():
-        model(x[:1])
-    for h in handles:
-        h.remove()
 
-    cost = {(l.name, o): layer_cycles(l, o, core, cols[l.name]) for l in layers for o in options}
-    candidates = []
-    for li, layer in enumerate(layers):
-        dense_cost = cost[(layer.name, options[0])]
-        for oi, option in enumerate(options[1:], 1):
-            saving = dense_cost - cost[(layer.name, option)]
-            if saving > 0:
-                candidates.append((*metric({layer.name: option}), -saving, li, oi))
-    candidates.sort()   # least sensitive first; the output error breaks accuracy ties
-
-    choices: dict[str, LayerChoice] = {}
-    achieved = 0.0
-    for _sens, _error, _saving, li, oi in candidates:
-        layer, option = layers[li], options[oi]
-        current = choices.get(layer.name, options[0])
-        if cost[(layer.name, option)] >= cost[(layer.name, current)]:
+def default_menu(core) -> list[str]:
+    """For every pass count below dense, the standard series that keeps the most: the
+    largest density (sum of n/m), ties to the larger groups (fewer constraints). At equal
+    cost a series that keeps the top-k of a group is never worse for the tensor than
+    one that keeps fewer or more constrained elements, so the others are left out.
+    ``--menu`` gives the search any list instead."""
+    best: dict[int, str] = {}
+    for series in STANDARD_MENU:
+        terms = tasd.parse_series(series)
+        if not all(tasd.term_fits_core(n, m, core) for n, m in terms):
             continue
-        trial = {**choices, layer.name: option}
-        value, _ = metric(trial)
-        if value <= budget:
-            choices, achieved = trial, value
-    result = TasderResult(choices, budget=budget, metric=achieved,
-                          metric_name="accuracy_drop_points" if max_accuracy_drop is not None
-                          else "output_relative_error")
-    for layer in layers:
-        choice = choices.get(layer.name, options[0])
-        c, d = cost[(layer.name, choice)], cost[(layer.name, options[0])]
-        result.cycles += c
-        result.dense_cycles += d
-        result.layers.append({"name": layer.name, "kind": layer.kind, "out": layer.out_features,
-                              "k": layer.k, "cols": cols[layer.name], "weights": choice.weights,
-                              "activations": choice.activations, "cycles": c, "dense_cycles": d})
-    return result
+        passes = tasd.series_passes(series, core)
+        if passes >= tasd.dense_passes(core):
+            continue
+        if passes not in best or _rank(series) > _rank(best[passes]):
+            best[passes] = series
+    if not best:
+        raise GoldenError(f"no standard series runs faster than dense on a {core.n}:{core.m} core")
+    return [best[p] for p in sorted(best)]

@@ -46,7 +46,7 @@ from .config import SpecError
 __all__ = ["int_range", "wrap", "saturate", "shift_round_half_up", "round_half_up",
            "lp_frac_bits", "lp_exp2_table", "LP_MAX_TABLE_FRAC", "LP_MAX_TABLE_BITS",
            "FP8_E4M3", "FP8_EXP_BIAS", "FP8_EXP_OFFSET", "FP8_MAX", "FP8_NAN", "fp8_fields",
-           "parse_series", "format_series"]
+           "parse_series", "format_series", "requantize"]
 
 
 # ----------------------------------------------------------------------------- integers
@@ -200,3 +200,18 @@ def parse_series(series) -> tuple[tuple[int, int], ...]:
 def format_series(series) -> str:
     """The canonical text of a series: ``"2:4+1:4"`` (no spaces)."""
     return "+".join(f"{n}:{m}" for n, m in parse_series(series))
+
+
+# ----------------------------------------------------------------------------- POST
+
+def requantize(acc, bias, mult, shift, relu: bool) -> np.ndarray:
+    """The accelerator's POST rule (docs/isa.md), elementwise on broadcastable integer arrays:
+    ``saturate8(relu?(shift_round_half_up(wrap32(acc + bias) * mult, shift)))``, exact in
+    int64 (``|wrap32(.) * mult| < 2^47``; the rounding term is at most ``2^62``)."""
+    s = wrap(np.asarray(acc, dtype=np.int64) + np.asarray(bias, dtype=np.int64), 32)
+    prod = s * np.asarray(mult, dtype=np.int64)
+    sh = np.asarray(shift, dtype=np.int64)
+    y = (prod + np.where(sh > 0, np.left_shift(np.int64(1), np.maximum(sh - 1, 0)), 0)) >> sh
+    if relu:
+        y = np.maximum(y, 0)
+    return saturate(y, 8)

@@ -22,7 +22,7 @@ from amaranth.lib import data
 
 from .config import SpecError
 
-__all__ = ["Leaf", "leaves", "check", "check_array", "pack", "unpack"]
+__all__ = ["Leaf", "leaves", "check", "check_array", "pack", "unpack", "pack_rows", "unpack_rows"]
 
 
 @dataclass(frozen=True)
@@ -47,18 +47,31 @@ def _is_enum(shape) -> bool:
     return isinstance(shape, type) and issubclass(shape, enum.Enum)
 
 
+_LEAVES: dict = {}
+
+
 def leaves(layout, prefix: str = "", offset: int = 0) -> list[Leaf]:
     """Every scalar field of ``layout`` in bit order (LSB first)."""
+    if prefix or offset:
+        return _leaves(layout, prefix, offset)
+    key = id(layout)
+    hit = _LEAVES.get(key)
+    if hit is None or hit[0] is not layout:
+        hit = _LEAVES[key] = (layout, _leaves(layout, "", 0))     # keeps the layout alive
+    return hit[1]
+
+
+def _leaves(layout, prefix: str, offset: int) -> list[Leaf]:
     if isinstance(layout, data.StructLayout):
         out = []
         for name, field in sorted(layout, key=lambda item: item[1].offset):
-            out += leaves(field.shape, f"{prefix}.{name}" if prefix else name, offset + field.offset)
+            out += _leaves(field.shape, f"{prefix}.{name}" if prefix else name, offset + field.offset)
         return out
     if isinstance(layout, data.ArrayLayout):
         size = Shape.cast(layout.elem_shape).width
         out = []
         for k in range(layout.length):
-            out += leaves(layout.elem_shape, f"{prefix}[{k}]", offset + k * size)
+            out += _leaves(layout.elem_shape, f"{prefix}[{k}]", offset + k * size)
         return out
     if _is_enum(layout):
         shape = Shape.cast(layout)
@@ -157,7 +170,28 @@ def pack(layout, value: Any, what: str = "value") -> int:
     except TypeError:       # an unhashable layout: no compiled packer
         pass
     check(layout, value, what)
-    return layout.const(_plain(value)).as_bits()
+    return _bits(layout, value)
+
+
+def _bits(layout, value) -> int:
+    """The bits of a checked ``value`` (the same as ``layout.const(value).as_bits()``)."""
+    if isinstance(layout, data.StructLayout):
+        out = 0
+        for name, field in layout:
+            out |= _bits(field.shape, value[name]) << field.offset
+        return out
+    if isinstance(layout, data.ArrayLayout):
+        size = Shape.cast(layout.elem_shape).width
+        out = 0
+        for k, item in enumerate(value):
+            out |= _bits(layout.elem_shape, item) << (k * size)
+        return out
+    if _is_enum(layout):
+        member = value if isinstance(value, layout) else layout(value)
+        width = Shape.cast(layout).width
+        return int(member.value) & ((1 << width) - 1)
+    width = Shape.cast(layout).width
+    return int(value) & ((1 << width) - 1)
 
 
 class _Refused(Exception):
@@ -252,3 +286,48 @@ def unpack(layout, bits: int):
     if not isinstance(bits, numbers.Integral) or bits < 0 or bits >> Shape.cast(layout).width:
         raise SpecError(f"{bits!r} is not a {Shape.cast(layout).width}-bit word")
     return layout.from_bits(int(bits))
+
+
+def unpack_rows(layout, rows: np.ndarray) -> dict[str, np.ndarray]:
+    """Decode many words at once: ``rows`` is a uint8 array ``[N, bytes]`` (each row a
+    little-endian word of at least ``layout.size`` bits); returns ``{leaf path: int64[N]}``
+    (signed fields sign-extended). The vectorised twin of :func:`unpack`."""
+    rows = np.asarray(rows, dtype=np.uint8)
+    if rows.ndim != 2 or rows.shape[1] * 8 < Shape.cast(layout).width:
+        raise SpecError(f"rows must be [N, >= {-(-Shape.cast(layout).width // 8)} bytes], not {rows.shape}")
+    bits = np.unpackbits(rows, axis=1, bitorder="little").astype(np.int64)
+    out = {}
+    for leaf in leaves(layout):
+        weights = np.left_shift(np.int64(1), np.arange(leaf.width, dtype=np.int64))
+        if leaf.width == 64:
+            raise SpecError(f"field {leaf.path} is 64 bits wide: unpack it with unpack()")
+        value = bits[:, leaf.offset:leaf.offset + leaf.width] @ weights
+        if leaf.signed:
+            value = np.where(value >> (leaf.width - 1) == 1, value - (1 << leaf.width), value)
+        out[leaf.path] = value
+    return out
+
+
+def pack_rows(layout, fields: dict[str, np.ndarray], nbytes: int) -> np.ndarray:
+    """Encode many words at once into a uint8 array ``[N, nbytes]`` (little-endian):
+    ``fields`` maps every leaf path of ``layout`` to an int array ``[N]``, each checked
+    against its field (:func:`check_array`). The vectorised twin of :func:`pack`."""
+    all_leaves = leaves(layout)
+    if nbytes * 8 < Shape.cast(layout).width:
+        raise SpecError(f"{nbytes} bytes cannot hold a {Shape.cast(layout).width}-bit word")
+    paths = {leaf.path for leaf in all_leaves}
+    unknown, missing = sorted(set(fields) - paths), sorted(paths - set(fields))
+    if unknown or missing:
+        raise SpecError(f"pack_rows: unknown fields {unknown}, missing fields {missing}")
+    count = {np.asarray(v).reshape(-1).shape[0] for v in fields.values()}
+    if len(count) > 1:
+        raise SpecError(f"pack_rows: fields have different lengths {sorted(count)}")
+    n = count.pop() if count else 0
+    bits = np.zeros((n, nbytes * 8), dtype=np.uint8)
+    for leaf in all_leaves:
+        shape = (Shape(leaf.width, leaf.signed) if leaf.enum is None else Shape.cast(leaf.enum))
+        value = check_array(leaf.path, np.asarray(fields[leaf.path]).reshape(-1), shape)
+        value = value & ((1 << leaf.width) - 1)
+        for b in range(leaf.width):
+            bits[:, leaf.offset + b] = (value >> b) & 1
+    return np.packbits(bits, axis=1, bitorder="little")

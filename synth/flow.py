@@ -216,3 +216,32 @@ def markdown_table(reports: list[dict]) -> str:
             f"| {t['num_cells']} | {t['transistors']}{'+' if t['transistors_exclude_flip_flops'] else ''} "
             f"| {t['logic_depth']} |")
     return "\n".join(rows)
+
+
+def unit_breakdown(out_dir: str | Path, top: str) -> dict[str, int]:
+    """SB_LUT4 per sub-module of ``top`` (``<out_dir>/<top>.v``, as :func:`synthesize`
+    wrote it), from ``synth_ice40 -noflatten``: how a block's area splits among its units.
+    Nested sub-modules count towards their first-level parent; the top's own glue logic
+    is reported as ``<top>``."""
+    out = Path(out_dir).resolve()
+    source = out / f"{top}.v"
+    if not source.exists():
+        raise SynthError(f"no {source}: synthesize the block first")
+    log = out / "units.log"
+    _yosys(f"read_verilog {source.name}; synth_ice40 -noflatten -top {top}; tee -q -o units.json stat -json",
+           log, "iCE40 synthesis per unit")
+    modules = _read_json(out / "units.json", "iCE40 synthesis per unit")["modules"]
+
+    def luts(name):
+        cells = modules[name]["num_cells_by_type"]
+        own = cells.get("SB_LUT4", 0)
+        return own + sum(luts(sub) * count for sub, count in cells.items() if sub in modules)
+
+    units = {}
+    top_cells = modules.get(top) or modules.get(f"\\{top}")
+    for sub, count in top_cells["num_cells_by_type"].items():
+        if sub in modules:
+            name = sub.lstrip("\\").removeprefix(f"{top}.")
+            units[name] = units.get(name, 0) + luts(sub) * count
+    units[top] = top_cells["num_cells_by_type"].get("SB_LUT4", 0)
+    return units

@@ -7,6 +7,7 @@ blocks add one :func:`register` call here.
 
 from dataclasses import dataclass
 
+from hw.accel import Accelerator
 from hw.gear_unit import GearUnit
 from hw.lp_pe import LPPE
 from hw.mac_pe import FP8PE, Int8PE
@@ -14,6 +15,7 @@ from hw.nm_core import NMCore
 from hw.sgs_buffer import SGSBuffer
 from hw.topn import TopN
 from spec import BlockConfig
+from spec.accel import AcceleratorConfig
 from spec.gear_unit import GearUnitConfig
 from spec.lp_pe import LPPEConfig
 from spec.mac_pe import FP8PEConfig, Int8PEConfig
@@ -26,12 +28,17 @@ __all__ = ["Block", "BLOCKS", "register", "get_block"]
 
 @dataclass(frozen=True)
 class Block:
+    """A generatable block. ``bench`` is its cocotb test module; a block whose verification
+    is a set of programs (the accelerator) names instead a ``verify`` function
+    ``(config, *, sim, build_root, seed) -> [(case, passed)]``, as ``module:function``."""
+
     name: str
     summary: str
     config: type[BlockConfig]
     component: type
     top: str
     bench: str | None = None
+    verify: str | None = None
 
     def build(self, config: BlockConfig):
         return self.component(config)
@@ -70,3 +77,5 @@ register(Block("fp8-pe", "FP8 (E4M3) MAC dot-product PE (the LP PE's baseline)",
                FP8PEConfig, FP8PE, "fp8_pe", "verif.mac_pe_tb"))
 register(Block("sgs-buffer", "SUSHI SubGraph-stationary weight buffer (persistent + streaming regions)",
                SGSBufferConfig, SGSBuffer, "sgs_buffer", "verif.sgs_buffer_tb"))
+register(Block("accel", "the accelerator: N:M core, scratchpads, three queues, AXI4 DRAM, AXI4-Lite CSRs",
+               AcceleratorConfig, Accelerator, "accel", verify="verif.accel_campaign:verify_smoke"))

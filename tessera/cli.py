@@ -16,16 +16,17 @@ import click
 
 from compiler import CompileError
 from golden import GoldenError
+from golden.models import MODELS
 from hw import write_verilog
-from spec import ConfigError
+from spec import SpecError
+from spec.accel import AcceleratorConfig
 from synth import SynthError
 from verif import VerifError
 
 from .blocks import BLOCKS, Block
-from .models import MODELS
 
 #: Exceptions a user can cause; the CLI reports them in one line.
-USER_ERRORS = (ConfigError, GoldenError, CompileError, VerifError, SynthError)
+USER_ERRORS = (SpecError, GoldenError, CompileError, VerifError, SynthError)
 
 
 def _config_options(block: Block):
@@ -76,6 +77,17 @@ def _verify_command(block: Block) -> click.Command:
             missing = simulator_missing(s)
             if missing and sim == "all":
                 click.echo(f"{s}: skipped: {missing}")
+                continue
+            if block.verify:
+                module, function = block.verify.split(":")
+                cases = getattr(importlib.import_module(module), function)(
+                    config, sim=s, build_root=build_dir, seed=seed)
+                for name, ok in cases:
+                    click.echo(f"{s:9} {name:32} {'PASS' if ok else 'FAIL'}")
+                bad = sum(not ok for _, ok in cases)
+                click.echo(f"{s}: {len(cases) - bad}/{len(cases)} passed")
+                if bad:
+                    failed.append(f"{bad} of {len(cases)} {block.name} programs differ from the ISS on {s}")
                 continue
             result = run_bench(config, block.build(config), block.top, block.bench, sim=s,
                                build_root=build_dir, seed=seed, quiet=True, waves=True if waves else None,
@@ -156,9 +168,10 @@ def demo_command(out):
     run_demo(Path(out))
 
 
-#: Benchmark name -> module with run_bench(out, jobs) (imported when run).
-BENCHES = {"nm-core": ".bench_nm", "tasd": ".bench_tasd", "train-nm": ".bench_train",
-           "gear": ".bench_gear", "lp": ".bench_lp", "sushi": ".bench_sushi"}
+#: Benchmark name -> module of tessera.bench with run_bench(out, jobs) (imported when run).
+BENCHES = {"nm-core": ".bench.nm_core", "tasd": ".bench.tasd", "train-nm": ".bench.train_nm",
+           "accel": ".bench.accel", "compile": ".bench.compile",
+           "gear": ".bench.gear", "lp": ".bench.lp", "sushi": ".bench.sushi", "tacos": ".bench.tacos"}
 
 
 @cli.command("bench")
@@ -169,6 +182,40 @@ def bench_command(what, out, jobs):
     """Print the benchmark figures of a block or method."""
     module = importlib.import_module(BENCHES[what], __package__)
     module.run_bench(Path(out), jobs=jobs)
+
+
+@cli.command("tacos")
+@click.argument("topology")
+@click.option("--collective", type=click.Choice(["all-gather", "reduce-scatter", "all-reduce"]), required=True)
+@click.option("--chunks", type=int, required=True, help="chunks per NPU")
+@click.option("--chunk-bytes", type=int, required=True, help="bytes per chunk")
+@click.option("--seed", type=int, default=0, show_default=True, help="seed of the link-chunk matching")
+@click.option("--policy", type=click.Choice(["random", "fifo"]), default="random", show_default=True,
+              help="chunk choice per link: random (the paper) or fifo (oldest first)")
+@click.option("--bandwidth", type=float, default=50.0, show_default=True, help="GB/s of generated links")
+@click.option("--latency", type=float, default=0.5, show_default=True, help="us of generated links")
+@click.option("-o", "--out", required=True, type=click.Path(file_okay=False),
+              help="writes OUT/schedule.json and OUT/trace.<npu>.et")
+def tacos_command(topology, collective, chunks, chunk_bytes, seed, policy, bandwidth, latency, out):
+    """Synthesise a collective with TACOS for TOPOLOGY (a YAML file or e.g. torus:4x4, ring:8).
+
+    Writes the schedule (JSON) and one Chakra trace of sends and receives per NPU.
+    """
+    from compiler.chakra import write_traces
+    from compiler.collectives import schedule_traces
+    from golden.tacos import check, lower_bound_ps, parse_topology, synthesize
+
+    topo = parse_topology(topology, bandwidth, latency)
+    schedule = synthesize(topo, collective, chunks, chunk_bytes, seed=seed, policy=policy)
+    report = check(schedule, topo)
+    bound = lower_bound_ps(topo, collective, chunks, chunk_bytes) / 1e6
+    per_npu = schedule_traces(schedule, topo)                # everything built before anything is written
+    path = schedule.write(Path(out) / "schedule.json")
+    traces = write_traces(Path(out) / "trace", per_npu)
+    click.echo(f"{collective} on {topo.name} ({topo.npus} NPUs, {len(topo.links)} links), {chunks} x "
+               f"{chunk_bytes} B per NPU: {report.time_us:.3f} us ({report.transfers} transfers; "
+               f"lower bound {bound:.3f} us)")
+    click.echo(f"wrote {path} and {len(traces)} traces {Path(out) / 'trace'}.<npu>.et")
 
 
 @cli.command("tasder")
@@ -188,24 +235,22 @@ def bench_command(what, out, jobs):
 @click.option("-o", "--out", default="tasder.json", show_default=True, type=click.Path(dir_okay=False))
 def tasder_command(model, core, rows, menu, max_drop, max_error, calib, seed, out):
     """Choose a TASD series per layer (weights or activations) within an accuracy budget."""
-    from .models import load_model
-    from .tasd_tools import (
-        default_menu,
-        layer_table,
-        parse_core,
-        run_tasder,
-        write_json,
-    )
+    from golden.models import load_model
+    from golden.tasder import default_menu
+    from golden.tasder_search import evaluate
+    from spec.nm_core import NMCoreConfig
+
+    from .tables import layer_table, write_json
 
     if max_drop is None and max_error is None:
         if model == "minilm":
             max_error = 0.14      # relative error of unit embeddings ~ mean cosine >= 0.99
         else:
             max_drop = 1.0
-    target = parse_core(core, rows)
+    target = NMCoreConfig.from_nm(core, rows=rows)
     series = [s.strip() for s in menu.split(",")] if menu else default_menu(target)
-    summary = run_tasder(load_model(model, calib, seed), target, series,
-                         max_drop=max_drop, max_error=max_error)
+    summary = evaluate(load_model(model, calib, seed), target, series,
+                       max_drop=max_drop, max_error=max_error)
     write_json(summary, Path(out))
     click.echo(layer_table(summary))
     click.echo(f"wrote {out}")
@@ -221,7 +266,7 @@ def tasder_command(model, core, rows, menu, max_drop, max_error, calib, seed, ou
 @click.option("--progress/--no-progress", default=True, show_default=True)
 def lpq_command(budget, seed, population, generations, out, progress):
     """Search per-layer LP formats (LPQ) for the digits CNN; print them and write JSON."""
-    from .bench_lp import run_lpq
+    from .bench.lp import run_lpq
 
     run_lpq(budget=budget, seed=seed, population=population, generations=generations,
             out=Path(out), progress=progress)
@@ -267,9 +312,6 @@ def main(argv=None) -> int:
     return result if isinstance(result, int) else 0
 
 
-if __name__ == "__main__":
-    sys.exit(main())
-
 
 @cli.command("train-nm")
 @click.option("--recipe", type=click.Choice(["dense", "srste", "mdgf-linear", "mdgf-exp", "sdgf"]),
@@ -309,3 +351,197 @@ def train_nm_command(recipe, n, m, epochs, warmup, finetune, lam, decay, schedul
     click.echo(f"test top-1 {digits.accuracy(model, data.x_test, data.y_test):.2f}% "
                f"({recipe}, {n}:{m}, {epochs} epochs, seed {seed}); sparse layers: "
                f"{', '.join(meta['layers']) or 'none'}; wrote {out}/model.pt, nm_weights.npz, recipe.json")
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same folder."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data)
+    tmp.replace(path)
+
+
+@cli.command("asm")
+@click.argument("source", type=click.Path(exists=True, dir_okay=False))
+@click.option("-o", "--out", required=True, type=click.Path(dir_okay=False), help="binary program (16 bytes per word)")
+def asm_command(source, out):
+    """Assemble an accelerator program (docs/isa.md) into its words."""
+    from compiler.asm import assemble
+    from spec.isa import words_to_bytes
+
+    words = assemble(Path(source).read_text())
+    _write_atomically(Path(out), words_to_bytes(words))
+    click.echo(f"wrote {out}: {len(words)} instructions")
+
+
+@cli.command("disasm")
+@click.argument("binary", type=click.Path(exists=True, dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="one JSON object per instruction")
+def disasm_command(binary, as_json):
+    """Disassemble a binary accelerator program (the inverse of asm, exactly)."""
+    from compiler.asm import disassemble, disassemble_json
+    from spec.isa import bytes_to_words
+
+    words = bytes_to_words(Path(binary).read_bytes())
+    click.echo(disassemble_json(words) if as_json else disassemble(words), nl=False)
+    if as_json:
+        click.echo()
+
+
+@cli.command("fuzz")
+@click.option("--programs", default=100, show_default=True, help="legal programs (plus one per error class)")
+@click.option("--sim", type=click.Choice(["verilator", "icarus"]), default="verilator", show_default=True)
+@click.option("--seed", default=0, show_default=True)
+@click.option("--batch", default=50, show_default=True, help="programs per simulator run")
+@click.option("--illegal/--no-illegal", default=True, show_default=True,
+              help="also run one program of every error class per batch")
+@click.option("-o", "--out", default="fuzz_out", show_default=True, type=click.Path(file_okay=False),
+              help="mismatching programs are saved here for replay")
+@click.option("--build-dir", default="sim_build", show_default=True)
+def fuzz_command(programs, sim, seed, batch, illegal, out, build_dir):
+    """Random programs on the accelerator's RTL against the ISS; report each mismatch."""
+    from verif.accel_campaign import run_campaign
+
+    report = run_campaign(AcceleratorConfig(), programs, sim=sim, seed=seed, batch=batch,
+                          illegal=illegal, out=Path(out), build_root=build_dir)
+    click.echo(report.summary())
+    if report.mismatches:
+        raise click.ClickException(f"{len(report.mismatches)} mismatching program(s); saved in {out}/")
+
+
+@cli.command("compile")
+@click.argument("model")
+@click.option("-o", "--out", required=True, type=click.Path(file_okay=False), help="output folder")
+@click.option("--calib", default=None, type=click.Path(dir_okay=False),
+              help="calibration inputs (.npy) [default: the registered model's calibration batch]")
+@click.option("--calib-count", default=256, show_default=True, help="calibration samples of a registered model")
+@click.option("--core", default=None, help="the core's n:m [default: the default machine's]")
+@click.option("--rows", type=int, default=None, help="the core's output rows")
+@click.option("--topn", default=None, help="the machine's activation top-N series")
+@click.option("--budget", type=float, default=None,
+              help="TASDER accuracy budget (points of top-1 on the calibration set): choose a TASD series per layer")
+@click.option("--batch", default=1, show_default=True, help="inputs per program run")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--chakra", default=None, help="also write the program as Chakra execution traces PREFIX.<npu>.et")
+def compile_command(model, out, calib, calib_count, core, rows, topn, budget, batch, seed, chakra):
+    """Compile MODEL (a registered model, a train-nm folder or a .pt2 file) for the accelerator."""
+    from compiler.model import compile_model
+    from compiler.sources import load_source
+
+    changes = {}
+    if core is not None:
+        try:
+            changes["n"], changes["m"] = (int(v) for v in core.split(":"))
+        except ValueError:
+            raise click.UsageError(f"--core must be n:m, not {core!r}") from None
+    if rows is not None:
+        changes["rows"] = rows
+    if topn is not None:
+        changes["topn"] = topn
+    config = AcceleratorConfig(**changes)
+    source = load_source(model, calib=calib, calib_count=calib_count, seed=seed)
+    choices = None
+    if budget is not None:
+        if source.module is None or source.calib_labels is None:
+            raise click.UsageError("--budget needs a registered or train-nm model with labelled calibration data")
+        import torch
+
+        from golden.tasder import default_menu
+        from golden.tasder_search import search
+
+        result = search(source.module, torch.from_numpy(source.calib).float(), config.core, default_menu(config.core),
+                        y=torch.from_numpy(source.calib_labels), max_accuracy_drop=budget)
+        choices = {name: c.weights for name, c in result.choices.items()}
+    compiled = compile_model(source.exported, source.calib, config, batch=batch, choices=choices)
+    compiled.manifest["source"] = {"model": model, "calib": calib or f"{calib_count} samples (seed {seed})",
+                                   "budget": budget}
+    compiled.save(Path(out))
+    click.echo(f"{'layer':12} {'op':7} {'weights':14} passes  n_active  instructions")
+    for layer in compiled.manifest["layers"]:
+        first, last = layer["instructions"]
+        click.echo(f"{layer['name']:12} {layer['kind']:7} {layer['series']:14} {layer['passes']:6}  "
+                   f"{layer['n_active']:8}  seg{layer['segment']} {first}..{last}")
+    for op in compiled.manifest["host_ops"]:
+        click.echo(f"{op['name']:12} {op['kind']:7} (host)")
+    if chakra:
+        from compiler.trace import write_model_traces
+
+        paths = write_model_traces(compiled, chakra)
+        click.echo(f"wrote {len(paths)} Chakra trace(s): {paths[0]}")
+    click.echo(f"wrote {out}: {len(compiled.segments)} segment(s), "
+               f"{sum(s.prog_len for s in compiled.segments)} instructions")
+
+
+@cli.command("run")
+@click.argument("folder", type=click.Path(exists=True, file_okay=False))
+@click.option("--input", "inputs", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="inputs (.npy), [N, ...] in the model's input shape")
+@click.option("--sim", type=click.Choice(["iss", "verilator", "icarus"]), default="iss", show_default=True)
+@click.option("-o", "--out", default=None, type=click.Path(dir_okay=False), help="write the outputs (.npy)")
+@click.option("--compare", is_flag=True, help="also run the float model and the fake-quant reference")
+@click.option("--labels", default=None, type=click.Path(exists=True, dir_okay=False),
+              help="labels (.npy) for a top-1 figure")
+@click.option("--build-dir", default="sim_build", show_default=True)
+def run_command(folder, inputs, sim, out, compare, labels, build_dir):
+    """Run a compiled model on the ISS or the RTL; print where the time goes."""
+    import numpy as np
+
+    from compiler.model import load_compiled
+    from compiler.profile import layer_profile, profile_table
+    from compiler.sources import load_calibration
+
+    model = load_compiled(Path(folder))
+    x = load_calibration(inputs, tuple(model.graph.input_shape[1:]))
+    b = model.batch
+    if len(x) % b:
+        raise click.UsageError(f"{len(x)} inputs are not a whole number of batches of {b}")
+    batches = [x[k:k + b] for k in range(0, len(x), b)]
+    if sim == "iss":
+        outputs, results = model.run_many(batches)
+    else:
+        from verif.model_run import run_on_rtl
+
+        outputs, results = run_on_rtl(model, batches, sim=sim, build_root=build_dir)
+        _, iss_results = model.run_many(batches[:1])
+    y = np.concatenate(outputs)
+    first = [seg[0] for seg in (results if sim == "iss" else iss_results)]
+    click.echo(profile_table(layer_profile(model, first)))
+    if sim != "iss":
+        for k, seg in enumerate(results):
+            rtl, iss = seg[0]["counters"]["cycles"], seg[0]["iss_cycles"]
+            click.echo(f"segment {k} on {sim}: {rtl} cycles (ISS estimate {iss}, {100 * (iss / rtl - 1):+.1f}%); "
+                       f"every output byte and exact counter equal to the ISS's")
+    if compare:
+        ref = np.concatenate([model.reference(bx) for bx in batches])
+        click.echo(f"fake-quant reference: {'equal' if np.array_equal(ref, y) else 'DIFFERENT'} "
+                   f"(max |diff| {float(np.abs(ref - y).max()):.3g})")
+        from compiler.model import float_values
+        import torch
+
+        fl = float_values(model.graph, torch.from_numpy(x))[model.graph.output].numpy()
+        cos = float((fl * y).sum() / (np.linalg.norm(fl) * np.linalg.norm(y) + 1e-30))
+        click.echo(f"float model: cosine {cos:.5f}, max |diff| {float(np.abs(fl - y).max()):.4g}")
+        if labels:
+            lab = np.load(labels, allow_pickle=False)
+            click.echo(f"top-1: compiled {100 * float((y.argmax(1) == lab).mean()):.2f}%, "
+                       f"float {100 * float((fl.argmax(1) == lab).mean()):.2f}%")
+    elif labels:
+        lab = np.load(labels, allow_pickle=False)
+        click.echo(f"top-1: {100 * float((y.argmax(1) == lab).mean()):.2f}%")
+    if out:
+        _write_atomically(Path(out), _npy_bytes(y))
+        click.echo(f"wrote {out}")
+
+
+def _npy_bytes(array) -> bytes:
+    import io
+
+    import numpy as np
+
+    buf = io.BytesIO()
+    np.save(buf, array)
+    return buf.getvalue()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

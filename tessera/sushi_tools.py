@@ -2,7 +2,7 @@
 write the SGS buffer's request words.
 
 The SuperNet, core and off-chip bandwidth are those of ``tessera bench sushi``
-(:mod:`tessera.bench_sushi`); the buffer is any ``SGSBufferConfig`` (default: the
+(:mod:`tessera.bench.sushi`); the buffer is any ``SGSBufferConfig`` (default: the
 bench's 8 KB one).
 """
 
@@ -15,7 +15,7 @@ from compiler.sgs_stream import pack_requests
 from golden import sushi
 from spec.sgs_buffer import SGSBufferConfig
 
-from .bench_sushi import CORE, OFFCHIP_BYTES_PER_CYCLE
+from .bench.sushi import CORE, OFFCHIP_BYTES_PER_CYCLE
 
 __all__ = ["run_schedule"]
 

@@ -9,7 +9,7 @@ import pytest
 from hw import write_verilog
 from hw.gear_unit import GearUnit
 from spec.gear_unit import GearUnitConfig
-from tessera import bench_gear
+from tessera.bench import gear as bench_gear
 from tessera.cli import main
 from verif.lint import lint
 

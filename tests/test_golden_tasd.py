@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from torch import nn
 
-from golden import GoldenError, nm, tasd, tasder
+from golden import GoldenError, nm, tasd, tasder, tasder_search
 from golden.lowering import (
     input_matrix,
     matmul_layers,
@@ -148,8 +148,8 @@ def test_tasder_respects_budget_and_is_deterministic():
     x = torch.randn(64, 16)
     core = NMCoreConfig(n=2, m=4, rows=4)
     menu = ["2:4", "1:4", "2:4+1:4"]
-    first = tasder.search(model, x, core, menu, max_output_error=0.2)
-    again = tasder.search(model, x, core, menu, max_output_error=0.2)
+    first = tasder_search.search(model, x, core, menu, max_output_error=0.2)
+    again = tasder_search.search(model, x, core, menu, max_output_error=0.2)
     assert first.to_json() == again.to_json()
     assert first.metric <= 0.2 and first.cycles <= first.dense_cycles
     out = tasder.approximate(model, first.choices, x)
@@ -157,8 +157,8 @@ def test_tasder_respects_budget_and_is_deterministic():
         ref = model(x)
     assert float(torch.linalg.norm(out - ref) / torch.linalg.norm(ref)) == pytest.approx(first.metric)
     # A zero budget keeps every layer dense; a huge one takes the cheapest option everywhere.
-    assert tasder.search(model, x, core, menu, max_output_error=0.0).cycles == first.dense_cycles
-    loose = tasder.search(model, x, core, menu, max_output_error=10.0)
+    assert tasder_search.search(model, x, core, menu, max_output_error=0.0).cycles == first.dense_cycles
+    loose = tasder_search.search(model, x, core, menu, max_output_error=10.0)
     assert loose.cycles < first.dense_cycles
     assert all(l["weights"] != "dense" or l["activations"] != "dense" for l in loose.layers)
 
@@ -167,9 +167,9 @@ def test_tasder_bad_input():
     model, x = TinyMLP(), torch.randn(4, 16)
     core = NMCoreConfig(n=2, m=4)
     with pytest.raises(GoldenError, match="exactly one budget"):
-        tasder.search(model, x, core, ["2:4"])
+        tasder_search.search(model, x, core, ["2:4"])
     with pytest.raises(GoldenError, match="term 2:8 cannot run on a 2:4 core"):
-        tasder.search(model, x, core, ["2:8"], max_output_error=0.1)
+        tasder_search.search(model, x, core, ["2:8"], max_output_error=0.1)
     with pytest.raises(GoldenError, match="no Linear/Conv2d layer named 'c'"):
         tasder.approximate(model, {"c": tasder.LayerChoice(weights="2:4")}, x)
     with pytest.raises(GoldenError, match="one operand per layer"):

@@ -147,7 +147,7 @@ def test_cli_synth_lp_pe_without_pnr(tmp_path, capsys):
 
 
 def test_bench_lp_tables():
-    from tessera.bench_lp import HARDWARE, _markdown
+    from tessera.bench.lp import HARDWARE, _markdown
 
     acc = [{"format": "FP32", "top1": 0.98, "mean_weight_bits": 32.0, "inputs": "32"},
            {"format": "LPQ", "top1": 0.975, "mean_weight_bits": 6.0, "inputs": "LP"}]

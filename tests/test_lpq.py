@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from golden import GoldenError, lpq
+from golden import GoldenError, lpq, lpq_search
 from golden.digits import load_data, pretrained
 from golden.lp import LPFormat
 from tessera.cli import main
@@ -31,7 +31,7 @@ def test_fp32_model_is_trained(digits):
 def test_search_is_reproducible_and_keeps_the_budget(digits):
     data, model = digits
     calls = []
-    runs = [lpq.LPQ(model, data.calibration(256, 0)[0][:64], budget=5.5).search(
+    runs = [lpq_search.LPQ(model, data.calibration(256, 0)[0][:64], budget=5.5).search(
         seed=3, population=6, generations=3, progress=lambda *a: calls.append(a)) for _ in range(2)]
     a, b = runs
     assert a.genes == b.genes and a.history == b.history and a.fitness == b.fitness
@@ -43,21 +43,21 @@ def test_search_is_reproducible_and_keeps_the_budget(digits):
         assert gene.weight_format() == LPFormat(gene.n, gene.es, gene.rs, gene.sf)
     doc = json.loads(a.to_json())
     assert [layer["name"] for layer in doc["layers"]] == ["conv1", "conv2", "fc1", "fc2"]
-    assert lpq.LPQResult.genes_from_json(a.to_json()) == a.genes
+    assert lpq_search.LPQResult.genes_from_json(a.to_json()) == a.genes
     assert all(layer["pe_sf"] == layer["sf"] + layer["sf_a"] for layer in doc["layers"])
 
 
 def test_fitness_prefers_wider_formats_and_rejects_over_budget(digits):
     data, model = digits
-    search = lpq.LPQ(model, data.calibration(256, 0)[0][:64], budget=6)
+    search = lpq_search.LPQ(model, data.calibration(256, 0)[0][:64], budget=6)
     uniform = lambda n: tuple((n, 0, 2, search.center_sf(name, n, 0, 2)) for name in search.layers)  # noqa: E731
     assert search.evaluate(uniform(6))[0] < search.evaluate(uniform(4))[0]
     fit, glob, local = search.evaluate(uniform(7))
     assert fit > 1e3 and glob == np.inf
     with pytest.raises(GoldenError, match="budget must be at least the smallest n \\(4\\), not 3"):
-        lpq.LPQ(model, data.calibration(256, 0)[0][:8], budget=3)
+        lpq_search.LPQ(model, data.calibration(256, 0)[0][:8], budget=3)
     with pytest.raises(GoldenError, match="not an LPQ result file"):
-        lpq.LPQResult.genes_from_json('{"layers": [{"name": "x"}]}')
+        lpq_search.LPQResult.genes_from_json('{"layers": [{"name": "x"}]}')
 
 
 def test_baseline_quantizers():
@@ -93,7 +93,7 @@ def test_cli_lpq_writes_json_and_prints_the_table(tmp_path, capsys):
 
 def test_pe_arithmetic_agrees_with_the_float_simulation(digits):
     data, model = digits
-    genes = lpq.LPQ(model, data.calibration(256, 0)[0][:64], budget=6).genes(
+    genes = lpq_search.LPQ(model, data.calibration(256, 0)[0][:64], budget=6).genes(
         tuple((6, 0, 2, s) for s in (2, 2, 4, 3)))
     x, y = data.x_test[:200], data.y_test[:200]
     sim = lpq.accuracy(model, x, y, lpq.lp_plan(genes))
@@ -106,10 +106,10 @@ def test_pe_arithmetic_agrees_with_the_float_simulation(digits):
 
 def test_cosine_objective(digits):
     data, model = digits
-    search = lpq.LPQ(model, data.calibration(256, 0)[0][:32], budget=6, objective="cosine")
+    search = lpq_search.LPQ(model, data.calibration(256, 0)[0][:32], budget=6, objective="cosine")
     six = tuple((6, 0, 2, search.center_sf(name, 6, 0, 2)) for name in search.layers)
     four = tuple((4, 0, 2, search.center_sf(name, 4, 0, 2)) for name in search.layers)
     (fit6, glob6, _), (fit4, glob4, _) = search.evaluate(six), search.evaluate(four)
     assert 0 <= glob6 < glob4 < 1 and fit6 < fit4
     with pytest.raises(GoldenError, match="objective must be 'kl' or 'cosine', not 'mse'"):
-        lpq.LPQ(model, data.calibration(256, 0)[0][:8], objective="mse")
+        lpq_search.LPQ(model, data.calibration(256, 0)[0][:8], objective="mse")

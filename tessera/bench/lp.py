@@ -34,74 +34,36 @@ HARDWARE = [
 ]
 
 
-def _progress_search(search, generations, show):
-    """Run ``search(progress=...)`` under a rich progress bar (on stderr)."""
-    if not show:
-        return search(progress=None)
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-    )
-
-    columns = [TextColumn("LPQ generation"), MofNCompleteColumn(), BarColumn(),
-               TextColumn("best fitness {task.fields[best]:.5f}, {task.fields[bits]:.2f} bits"),
-               TimeElapsedColumn()]
-    with Progress(*columns, console=Console(stderr=True)) as bar:
-        task = bar.add_task("lpq", total=generations, best=float("nan"), bits=float("nan"))
-
-        def report(gen, total, best, bits):
-            bar.update(task, completed=gen, best=best, bits=bits)
-
-        return search(progress=report)
-
-
-def layer_table(result, model) -> str:
-    mods = dict(model.named_modules())
-    rows = [f"{'layer':8} {'weights':>8} {'n':>3} {'es':>3} {'rs':>3} {'sf':>4} {'sf_a':>5} {'PE sf':>6}"]
-    for name, g in result.genes.items():
-        rows.append(f"{name:8} {mods[name].weight.numel():8d} {g.n:3d} {g.es:3d} {g.rs:3d} {g.sf:4d} "
-                    f"{g.sf_a:5d} {g.sf + g.sf_a:6d}")
-    return "\n".join(rows)
-
-
 def run_lpq(budget: float = 6.0, seed: int = 0, population: int = 20, generations: int = 15,
             out: Path | None = None, progress: bool = True):
-    """Search LP formats for the digits CNN; print the per-layer table; write JSON."""
-    import torch
+    """``golden.lpq_search.search_digits`` under a progress bar (stderr); print the
+    per-layer table and the top-1; write the JSON. Shared by ``tessera lpq`` and the
+    benchmark."""
+    from golden import lpq_search
+    from golden.digits import load_data
 
-    from golden import lpq
-    from golden.digits import load_data, pretrained
+    from ..tables import lpq_layer_table, progress_bar
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)          # tiny tensors: one thread is faster and reproducible
-    try:
-        data = load_data()
-        model = pretrained()
-        search = lpq.LPQ(model, data.calibration(256, 0)[0], budget=budget)
-        result = _progress_search(lambda progress: search.search(
-            seed=seed, population=population, generations=generations, progress=progress),
-            generations, progress)
-        fp32 = lpq.accuracy(model, data.x_test, data.y_test)
-        top1 = lpq.accuracy(model, data.x_test, data.y_test, lpq.lp_plan(result.genes))
-    finally:
-        torch.set_num_threads(threads)
-    click.echo(layer_table(result, model))
+    with progress_bar("LPQ generation", generations, show=progress) as report:
+        found = lpq_search.search_digits(budget=budget, seed=seed, population=population,
+                                         generations=generations,
+                                         progress=lambda gen, total, best, bits: report(
+                                             gen, f"best fitness {best:.5f}, {bits:.2f} bits"))
+    result = found.result
+    click.echo(lpq_layer_table(result, found.model))
     click.echo(f"mean bits per weight {result.mean_bits:.3f} (budget {budget:g}); fitness "
                f"{result.fitness:.5f} (global {result.global_loss:.5f}, local {result.local_loss:.5f}); "
                f"{result.evaluations} genomes evaluated")
-    click.echo(f"top-1 on {len(data.y_test)} test digits: LPQ {100 * top1:.2f}%, FP32 {100 * fp32:.2f}%")
+    click.echo(f"top-1 on {found.test_images} test digits: LPQ {100 * found.top1_lpq:.2f}%, "
+               f"FP32 {100 * found.top1_fp32:.2f}%")
     if out is not None:
         out = Path(out)
         out.parent.mkdir(parents=True, exist_ok=True)
         doc = json.loads(result.to_json())
-        doc.update({"model": "digits-cnn", "top1_lpq": top1, "top1_fp32": fp32})
+        doc.update({"model": "digits-cnn", "top1_lpq": found.top1_lpq, "top1_fp32": found.top1_fp32})
         out.write_text(json.dumps(doc, indent=2) + "\n")
         click.echo(f"wrote {out}")
-    return result, model, data
+    return result, found.model, load_data()
 
 
 def accuracy_rows(result, model, data) -> list[dict]:
@@ -187,15 +149,18 @@ def minilm_rows(seed: int = 0) -> list[dict]:
     (population 8, 4 generations: each evaluation runs the 36-layer model, ~3 s)."""
     import torch
 
-    from golden import lpq, minilm
+    from golden import lpq, lpq_search, minilm
+
+    from ..tables import progress_bar
 
     torch.set_num_threads(1)
     model = minilm.SentenceEmbedder()
     calib = minilm.pack_sentences(minilm.template_sentences(32, seed + 1))
     test = minilm.pack_sentences(minilm.template_sentences(64, seed + 2))
-    search = lpq.LPQ(model, calib, budget=6.0, objective="cosine")
-    result = _progress_search(lambda progress: search.search(
-        seed=seed, population=8, generations=4, progress=progress), 4, True)
+    search = lpq_search.LPQ(model, calib, budget=6.0, objective="cosine")
+    with progress_bar("LPQ generation (MiniLM)", 4) as report:
+        result = search.search(seed=seed, population=8, generations=4,
+                               progress=lambda gen, total, best, bits: report(gen, f"best {best:.5f}"))
     plans = [("LPQ (LP per layer)", lpq.lp_plan(result.genes), result.mean_bits, "LP, layer's n"),
              ("INT8 per-channel", lpq.int_plan(model, calib, 8), 8.0, "INT8"),
              ("INT4 per-channel", lpq.int_plan(model, calib, 4), 4.0, "INT8"),

@@ -25,8 +25,9 @@ from hw.nm_core import NMCore
 from spec.nm_core import NMCoreConfig
 from synth.flow import synthesize
 
-from .models import load_model
-from .tasd_tools import default_menu, run_tasder
+from golden.models import load_model
+from golden.tasder import default_menu
+from golden.tasder_search import evaluate
 
 MODELS = ["digits", "digits-p50", "digits-p75", "digits-p90"]
 CORES = [NMCoreConfig(n=2, m=4, rows=8), NMCoreConfig(n=2, m=8, rows=8)]
@@ -105,7 +106,7 @@ def run_bench(out: Path, jobs: int = 2) -> dict:
         task = progress.add_task("TASDER searches", total=len(runs))
         for model, core, budget in runs:
             bundle = load_model(model)
-            summaries.append(run_tasder(bundle, core, default_menu(core), max_drop=budget))
+            summaries.append(evaluate(bundle, core, default_menu(core), max_drop=budget))
             progress.advance(task)
     table = _model_table(summaries)
     click.echo(table)
@@ -125,7 +126,7 @@ def run_bench(out: Path, jobs: int = 2) -> dict:
         with Progress() as progress:
             task = progress.add_task("TASDER on MiniLM", total=len(MINILM_RUNS))
             for core, budget in MINILM_RUNS:
-                minilm_rows.append(run_tasder(bundle, core, default_menu(core), max_error=budget))
+                minilm_rows.append(evaluate(bundle, core, default_menu(core), max_error=budget))
                 progress.advance(task)
         sections.append(_minilm_table(minilm_rows))
         best = [s for s in minilm_rows if s["test_cosine"]["mean"] >= 0.99]

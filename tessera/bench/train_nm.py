@@ -20,7 +20,7 @@ from golden.sparse_train import Recipe
 from spec.nm_core import NMCoreConfig
 from verif.nm_core_layer import run_layer_on_core
 
-from .train_tools import layer_operands, train_digits
+from ..train_tools import layer_operands, train_digits
 
 RECIPES = ["srste", "mdgf-linear", "mdgf-exp", "sdgf"]
 TARGETS = [(2, 4), (1, 8), (1, 16)]
