@@ -38,7 +38,7 @@ from hw.sgs_buffer import SGSBuffer
 from spec.nm_core import NMCoreConfig
 from spec.sgs_buffer import SGSBufferConfig
 from synth.flow import synthesize
-from verif.runner import run_bench as run_cocotb
+from verif.sgs_buffer_replay import replay_on_buffer
 
 from spec import outputs
 
@@ -138,14 +138,7 @@ def _replay(out: Path, space, platform, stream) -> dict:
     """Replay the first REPLAY_QUERIES queries' SushiSched requests on the RTL; the bench
     checks every word, the counters and the fetches against the golden cache model."""
     result = sushi.SushiSched(space, platform).run(stream[:REPLAY_QUERIES])
-    job = {"commands": [[c.op, c.block, c.slot] for c in result.commands],
-           "memory": {str(b): w for b, w in memory_image(BUFFER, space).items()}}
-    job_file, result_file = (out / "replay_in.json").resolve(), (out / "replay_out.json").resolve()
-    job_file.write_text(json.dumps(job))
-    run_cocotb(BUFFER, SGSBuffer(BUFFER), "sgs_buffer", "verif.sgs_buffer_replay", sim="verilator",
-               build_root=out / "sim_build", quiet=True,
-               extra_env={"TESSERA_SGS_REPLAY": str(job_file), "TESSERA_SGS_REPLAY_OUT": str(result_file)})
-    measured = json.loads(result_file.read_text())
+    measured = replay_on_buffer(BUFFER, result.commands, memory_image(BUFFER, space), out / "sim_build")
     return {**measured, "scheduler_offchip_bytes": sum(r.offchip_bytes for r in result.records)}
 
 
