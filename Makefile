@@ -19,7 +19,9 @@ demo: $(STAMP)
 	$(BIN)/tessera demo
 
 # Icarus comes from Debian: installed here when missing and we are root; otherwise the
-# Icarus half of the benches is skipped with a visible reason (pytest -rs).
+# Icarus half of the benches is skipped with a visible reason (pytest -rs). So do the lz4
+# headers Verilator's FST waveform writer compiles against (without them, Verilator
+# waveforms are VCD).
 iverilog:
 	@if command -v iverilog >/dev/null 2>&1; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
@@ -28,6 +30,14 @@ iverilog:
 	else \
 		echo "NOTE: iverilog is missing and this user cannot install it (need root):"; \
 		echo "      the Icarus benches will be SKIPPED. Install it with: sudo apt-get install iverilog"; \
+	fi
+	@if [ -e /usr/include/lz4.h ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing Debian's liblz4-dev (Verilator FST waveforms)"; \
+		apt-get install -y -qq liblz4-dev >/dev/null 2>&1 || \
+		{ apt-get update -qq && apt-get install -y -qq liblz4-dev >/dev/null; }; \
+	else \
+		echo "NOTE: liblz4-dev is missing: Verilator waveforms will be VCD, not FST"; \
 	fi
 
 test: $(STAMP) iverilog

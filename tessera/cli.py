@@ -84,13 +84,15 @@ def _generate_command(block: Block) -> click.Command:
 
 
 def _verify_command(block: Block) -> click.Command:
-    def run(sim, seed, build_dir, reset_only, **values):
-        from verif.runner import SIMULATORS, run_bench, simulator_missing
+    def run(sim, seed, build_dir, reset_only, waves, **values):
+        from verif.runner import SIMULATORS, make_build_root, run_bench, simulator_missing
 
         from .tables import progress_bar
 
         config = _make_config(block, values)
+        make_build_root(build_dir)
         sims = SIMULATORS if sim == "all" else (sim,)
+        failed = []
         for s in sims:
             missing = simulator_missing(s)
             if missing and sim == "all":
@@ -103,27 +105,38 @@ def _verify_command(block: Block) -> click.Command:
                         config, sim=s, build_root=build_dir, seed=seed)
                 for name, ok in cases:
                     click.echo(f"{s:9} {name:32} {'PASS' if ok else 'FAIL'}")
-                failed = sum(not ok for _, ok in cases)
-                click.echo(f"{s}: {len(cases) - failed}/{len(cases)} passed")
-                if failed:
-                    raise VerifError(f"{failed} of {len(cases)} {block.name} programs differ from the ISS on {s}")
+                bad = sum(not ok for _, ok in cases)
+                click.echo(f"{s}: {len(cases) - bad}/{len(cases)} passed")
+                if bad:
+                    failed.append(f"{bad} of {len(cases)} {block.name} programs differ from the ISS on {s}")
                 continue
             steps = ("build", "test")
             with progress_bar(f"verify {block.name} on {s}", len(steps)) as report:
                 result = run_bench(config, block.build(config), block.top, block.bench, sim=s,
-                                   build_root=build_dir, seed=seed, quiet=True, reset_only=reset_only,
+                                   build_root=build_dir, seed=seed, quiet=True, waves=True if waves else None,
+                                   check=False, reset_only=reset_only,
                                    progress=lambda step: report(steps.index(step), step))
-            for name, ok in result.cases:
-                click.echo(f"{s:9} {name:32} {'PASS' if ok else 'FAIL'}")
+            for line in result.table():
+                click.echo(line)
             click.echo(f"{s}: {result.tests - result.failed}/{result.tests} passed "
                        f"(log: {result.build_dir / 'sim.log'})")
+            if result.waves:
+                click.echo(f"{s}: waveform: {result.waves}")
+            if not result.passed:
+                failed.append(result.summary(block.top))
+        if failed:
+            raise VerifError(" / ".join(failed))
 
     return click.Command(block.name, callback=run, help=f"Run the cocotb bench of the {block.summary}.",
                          params=[click.Option(["--sim"], type=click.Choice(["all", "verilator", "icarus"]),
                                               default="all", show_default=True),
                                  click.Option(["--seed"], type=int, default=1, show_default=True),
                                  click.Option(["--build-dir"], default="sim_build", show_default=True),
-                                 _reset_only_option(), *_config_options(block)])
+                                 _reset_only_option(),
+                                 click.Option(["--waves"], is_flag=True,
+                                              help="dump waveforms of every test (FST; otherwise only "
+                                                   "failing tests are rerun with waveforms)"),
+                                 *_config_options(block)])
 
 
 def _synth_command(block: Block) -> click.Command:

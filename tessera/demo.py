@@ -13,6 +13,7 @@ from hw import write_verilog
 from hw.nm_core import NMCore
 from spec.nm_core import NMCoreConfig
 from synth.flow import synthesize
+from verif import VerifError
 from verif.runner import SIMULATORS, run_bench, simulator_missing
 
 #: The demo's core: 2:4 sparsity, four output rows, int8 x int8 -> int32.
@@ -40,9 +41,11 @@ def run_demo(out: Path) -> None:
             click.echo(f"{sim}: skipped: {missing}")
             continue
         result = run_bench(cfg, NMCore(cfg), "nm_core", "verif.nm_core_tb", sim=sim,
-                           build_root=out / "sim_build", quiet=True)
-        for name, ok in result.cases:
-            click.echo(f"  {sim:9} {name:32} {'PASS' if ok else 'FAIL'}")
+                           build_root=out / "sim_build", quiet=True, check=False)
+        for line in result.table():
+            click.echo(f"  {line}")
+        if not result.passed:
+            raise VerifError(result.summary("nm_core"))
 
     click.secho("== 3. synthesize: Yosys (generic + iCE40) and nextpnr-ice40 (HX8K)", bold=True)
     report = synthesize(NMCore(cfg), "nm_core", out / "synth", config=cfg)

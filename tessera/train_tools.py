@@ -1,5 +1,6 @@
 """N:M training on the digits CNN: the ``tessera train-nm`` command, the training
-benchmark and the one-layer hardware check share these helpers."""
+benchmark and the one-layer hardware check (:func:`verif.nm_core_layer.run_layer_on_core`
+on :func:`layer_operands`) share these helpers."""
 
 import json
 from pathlib import Path
@@ -9,12 +10,9 @@ import torch
 
 from golden import digits, nm, sparse_train
 from golden.lowering import input_matrix, matmul_layers, weight_matrix
-from hw.nm_core import NMCore
 from spec import outputs
-from spec.nm_core import NMCoreConfig
-from verif.runner import run_bench
 
-__all__ = ["DENSE_LAYERS", "train_digits", "save_model", "layer_operands", "run_layer_on_core"]
+__all__ = ["DENSE_LAYERS", "train_digits", "save_model", "layer_operands"]
 
 #: The first convolution (K = 9: one input channel) has no room for N:M groups; it stays
 #: dense, as is usual for a network's first layer.
@@ -76,18 +74,3 @@ def layer_operands(model: torch.nn.Module, name: str, samples: int = 4) -> tuple
     w, _ = sparse_train.quantize_int8(weight_matrix(module))
     x, _ = sparse_train.quantize_int8(input_matrix(module, captured["x"]))
     return w, x.T.copy()
-
-
-def run_layer_on_core(model, name: str, n: int, m: int, out: Path, sim: str = "verilator",
-                      rows: int = 8) -> dict:
-    """Run layer ``name`` of a trained n:m model through the N:M core's RTL (cocotb)."""
-    out.mkdir(parents=True, exist_ok=True)
-    w, x = layer_operands(model, name)
-    np.savez(out / f"{name}.npz", w=w, x=x)
-    cfg = NMCoreConfig(n=n, m=m, rows=rows)
-    result_file = (out / f"{name}_{sim}.json").resolve()
-    run_bench(cfg, NMCore(cfg), "nm_core", "verif.nm_core_layer", sim=sim,
-              build_root=out / "sim_build", quiet=True,
-              extra_env={"TESSERA_LAYER": str((out / f"{name}.npz").resolve()),
-                         "TESSERA_LAYER_OUT": str(result_file)})
-    return json.loads(result_file.read_text())

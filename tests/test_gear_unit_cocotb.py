@@ -10,7 +10,7 @@ import pytest
 from golden import gear, minilm
 from hw.gear_unit import GearUnit
 from spec.gear_unit import GearUnitConfig
-from verif.gear_unit_tb import TILES_ENV, load_tiles, save_tiles
+from verif.gear_unit_tb import TILES_PARAM, load_tiles, save_tiles
 from verif.runner import run_bench
 
 from .conftest import require_simulator
@@ -62,8 +62,8 @@ def minilm_tiles(tmp_path_factory):
 @pytest.mark.parametrize("cfg", SMOKE, ids=["small", "default"])
 def test_gear_unit_bench(cfg, sim, sim_root, minilm_tiles):
     with_tiles = cfg == DEFAULT and minilm_tiles is not None
-    env = {TILES_ENV: str(minilm_tiles)} if with_tiles else None
-    result = run(cfg, sim, sim_root, extra_env=env)
+    params = {TILES_PARAM: str(minilm_tiles)} if with_tiles else None
+    result = run(cfg, sim, sim_root, params=params)
     want = BENCH_TESTS | ({"file_tiles"} if with_tiles else set())
     assert result.passed and {name for name, _ in result.cases} == want
 

@@ -12,7 +12,9 @@ from torch import nn
 from golden import GoldenError, digits, nm, sparse_train
 from golden.sparse_train import Recipe, SparseTraining, default_schedule, layer_mask
 from tessera.cli import main
-from tessera.train_tools import DENSE_LAYERS, run_layer_on_core
+from spec.nm_core import NMCoreConfig
+from tessera.train_tools import DENSE_LAYERS, layer_operands
+from verif.nm_core_layer import run_layer_on_core
 
 from .conftest import require_simulator
 
@@ -107,6 +109,7 @@ def test_train_nm_command_and_a_trained_layer_on_the_core(tmp_path, capsys, sim_
     sparse_train.check_nm(model.eval(), 1, 8, DENSE_LAYERS)
     for sim in ("verilator", "icarus"):
         require_simulator(sim)
-        result = run_layer_on_core(model, "fc1", 1, 8, tmp_path / "layer", sim=sim)
+        w, x = layer_operands(model, "fc1")
+        result = run_layer_on_core(w, x, NMCoreConfig(n=1, m=8, rows=8), tmp_path / "layer", sim=sim, name="fc1")
         assert result["mismatches"] == 0 and result["outputs"] == 64 * 4
         assert 0 < result["nonzero_weights"] <= 64 * 512 // 8

@@ -84,7 +84,7 @@ def run_programs(config: AcceleratorConfig, programs: list[AccelProgram], *, sim
     failure = None
     try:
         run_bench(config, Accelerator(config), "accel", "verif.accel_tb", sim=sim, build_root=build_root,
-                  seed=seed, quiet=quiet, extra_env={"TESSERA_ACCEL_JOB": str(job)})
+                  seed=seed, quiet=quiet, params={"programs": str(job)}, waves=None if check else False)
     except VerifError as exc:
         failure = exc
     results = json.loads(result_file.read_text()) if result_file.exists() else None

@@ -2,7 +2,8 @@
 
 The DRAM is cocotbext-axi's ``AxiRam`` (with seeded random pauses on every channel: read
 latency, write back-pressure) and the host is its ``AxiLiteMaster``. For each program of
-the job (``job.npz``, written by :func:`verif.accel_run.write_job`): load the DRAM image,
+the job (the ``.npz`` named by the job parameter ``programs``, written by
+:func:`verif.accel_run.run_programs`): load the DRAM image,
 program PROG_ADDR/PROG_LEN through the CSRs, start, wait for the interrupt, read STATUS,
 ERROR_INDEX and every counter, and compare with the ISS run the job carries: the error
 code and index exactly; for a legal program the whole DRAM image and every counter in
@@ -11,7 +12,6 @@ to compare with the ISS's estimate. Measured figures go to the job's result file
 """
 
 import json
-import os
 
 import cocotb
 import numpy as np
@@ -22,8 +22,9 @@ from cocotbext.axi import AxiBus, AxiLiteBus, AxiLiteMaster, AxiRam
 from spec.accel import AcceleratorConfig
 from spec.isa import COUNTERS, CSR, EXACT_COUNTERS, ErrorCode
 
+from .job import current
+
 PERIOD_NS = 10
-JOB_ENV = "TESSERA_ACCEL_JOB"
 #: Signals the bus models drive (the DUT's inputs), per port.
 INPUTS = {"m_axi": {"awready", "wready", "bvalid", "bid", "bresp", "arready", "rvalid", "rid", "rdata",
                     "rresp", "rlast"},
@@ -124,7 +125,7 @@ class AccelTB:
 async def programs_match_the_iss(dut):
     """Every program of the job: the same error (code, index), or the same DRAM image and
     exact counters as the ISS."""
-    job = np.load(os.environ[JOB_ENV], allow_pickle=False)
+    job = np.load(current().param("programs"), allow_pickle=False)
     meta = json.loads(str(job["meta"]))
     config = AcceleratorConfig.from_json(meta["config"])
     results = []

@@ -5,28 +5,30 @@ Every test builds integer tiles (random ones from ``golden.gear.random_fixed``, 
 compressed ones from ``golden.gear.compress`` + ``to_fixed``), lowers them with the
 compiler (``compiler.gear_stream``), streams them through the DUT with the stream
 drivers (random idle cycles on both inputs, random back-pressure on the output) and
-compares every output value exactly. Run it through :func:`verif.runner.run_bench` (or
-``tessera verify gear-unit``), which passes the unit's config in ``TESSERA_CONFIG``.
+compares every output value exactly (:class:`GearScoreboard`). Run it through
+:func:`verif.runner.run_bench` (or ``tessera verify gear-unit``), which passes the unit's
+config in the job description.
 
-When ``GEAR_TILES`` names an ``.npz`` file (written by :func:`save_tiles`), the test
-``file_tiles`` also runs the tiles stored there (the pytest runner uses it for MiniLM's
-real K/V, which the simulator process does not load itself).
+When the job parameter ``tiles`` names an ``.npz`` file (written by :func:`save_tiles`),
+the test ``file_tiles`` also runs the tiles stored there (the pytest runner uses it for
+MiniLM's real K/V, which the simulator process does not load itself).
 """
-
-import os
 
 import cocotb
 import numpy as np
 
-from compiler.gear_stream import GearProgram, lower, unpack_output
+from compiler.gear_stream import GearProgram, lower
 from golden import gear
-from spec.gear_unit import GearUnitConfig
+from spec.gear_unit import GearUnitConfig, factor_layout, out_layout, row_layout
 
 from .bench import ClockedBench
-from .streams import StreamSink, StreamSource
+from .job import current, in_simulation
+from .scoreboard import Scoreboard
 
-#: Environment variable naming an .npz of extra tiles for the ``file_tiles`` test.
-TILES_ENV = "GEAR_TILES"
+__all__ = ["GearScoreboard", "GearUnitTB", "save_tiles", "load_tiles", "TILES_PARAM"]
+
+#: Job parameter naming an .npz of extra tiles for the ``file_tiles`` test.
+TILES_PARAM = "tiles"
 _FIELDS = ("codes", "scale", "zero", "a", "b", "outlier_pos", "outlier_val")
 
 
@@ -52,37 +54,46 @@ def load_tiles(path, fmt) -> list[tuple[str, int, gear.GearFixed]]:
     return tiles
 
 
+class GearScoreboard(Scoreboard):
+    """The unit's output stream against ``golden.gear.GearFixed.reconstruct_int``: one
+    transaction per row of every tile, in the program's tile order."""
+
+    def __init__(self, config: GearUnitConfig, name: str = ""):
+        super().__init__(name, out_layout(config))
+        self.config = config
+
+    def expect_program(self, program: GearProgram, fixed: gear.GearFixed, label: str) -> None:
+        want = fixed.reconstruct_int()
+        for b, h in program.tiles:
+            for t in range(program.shape[2]):
+                self.expect(want[b, h, t].tolist(), f"{label}: batch {b}, head {h}, token {t}")
+
+
 class GearUnitTB(ClockedBench):
-    """Stream drivers around the DUT, plus a run-and-check helper."""
+    """Sources on ``i`` (rows) and ``factors`` (rank > 0), sink on ``o`` with its
+    scoreboard, ``bits`` driven per program."""
 
     def __init__(self, dut, *, idle=0.0, backpressure=0.0):
         super().__init__(dut, GearUnitConfig)
-        self.fmt = self.config.fixed_format
-        self.rows = StreamSource(dut, "i", dut.clk, self.driver_rng(1), idle)
-        self.factors = (StreamSource(dut, "factors", dut.clk, self.driver_rng(2), idle)
-                        if self.config.rank else None)
-        self.sink = StreamSink(dut, "o", dut.clk, self.driver_rng(3), backpressure)
+        cfg = self.config
+        self.fmt = cfg.fixed_format
+        self.rows = self.make_source("i", row_layout(cfg), k=1, idle=idle)
+        self.factors = (self.make_source("factors", factor_layout(cfg), k=2, idle=idle)
+                        if cfg.rank else None)
+        self.sink = self.make_sink("o", out_layout(cfg), k=3, backpressure=backpressure)
+        self.scoreboard = GearScoreboard(cfg).attach(self.sink)
 
-    async def run(self, program: GearProgram, timeout_cycles: int | None = None) -> np.ndarray:
-        """Stream ``program`` through the DUT and return the assembled output."""
+    def drive(self, program: GearProgram) -> None:
         self.dut.bits.value = program.bits
-        start = len(self.sink.received)
         if self.factors is not None:
-            self.factors.send(program.packed_factors())
-        self.rows.send(program.packed_rows())
-        words = await self.collect(self.sink, start, program.outputs,
-                                   timeout_cycles or 20 * (len(program.rows) + 50), "rows")
-        return program.assemble([unpack_output(self.config, bits) for bits in words])
+            self.factors.extend(program.packed_factors())
+        self.rows.extend(program.packed_rows())
 
-    async def check(self, fixed: gear.GearFixed, bits: int, label: str) -> np.ndarray:
+    async def check(self, fixed: gear.GearFixed, bits: int, label: str) -> None:
         program = lower(self.config, fixed, bits, filler=self.rng)
-        got = await self.run(program)
-        want = fixed.reconstruct_int()
-        bad = np.argwhere(got != want)
-        assert bad.size == 0, (f"{label}: {len(bad)} of {got.size} values differ; first at "
-                               f"(batch, head, token, lane)={tuple(int(i) for i in bad[0])}: "
-                               f"got {got[tuple(bad[0])]}, want {want[tuple(bad[0])]}")
-        return got
+        self.scoreboard.expect_program(program, fixed, label)
+        self.drive(program)
+        await self.scoreboard.drain(20 * (len(program.rows) + 50), what=f"{label} rows")
 
     def random_tile(self, tokens, bits, extreme=False, heads=1, max_outliers=None):
         cfg = self.config
@@ -172,14 +183,15 @@ async def full_rate_cycles(dut):
     assert measured == want, f"measured {measured} cycles, golden.gear.cycles predicts {want}"
 
 
-if os.environ.get(TILES_ENV):
+if in_simulation() and current().param(TILES_PARAM, None):
     @cocotb.test()
     async def file_tiles(dut):
-        """Tiles stored in the GEAR_TILES file (real MiniLM K/V under pytest)."""
+        """Tiles stored in the job's tiles file (real MiniLM K/V under pytest)."""
         tb = GearUnitTB(dut, idle=0.1, backpressure=0.2)
         await tb.reset()
-        tiles = load_tiles(os.environ[TILES_ENV], tb.fmt)
-        assert tiles, f"no tiles in {os.environ[TILES_ENV]}"
+        path = tb.job.param(TILES_PARAM)
+        tiles = load_tiles(path, tb.fmt)
+        assert tiles, f"no tiles in {path}"
         for label, bits, fixed in tiles:
             await tb.check(fixed, bits, label)
         dut._log.info("checked %d stored tiles", len(tiles))

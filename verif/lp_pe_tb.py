@@ -16,8 +16,8 @@ from golden import lp
 from golden.mac import pe_cycles
 from spec.lp_pe import LPPEConfig
 
+from .job import current
 from .pe_bench import PEBench
-from .runner import bench_config
 
 #: Largest n whose code pairs are checked exhaustively.
 EXHAUSTIVE_N = 6
@@ -43,7 +43,7 @@ def make_golden(cfg: LPPEConfig):
 
 
 def bench(dut, idle=0.0, backpressure=0.0):
-    cfg = bench_config(LPPEConfig)
+    cfg = current().block_config(LPPEConfig)
     fmt, golden = make_golden(cfg)
     return cfg, fmt, PEBench(dut, cfg, golden, idle=idle, backpressure=backpressure, has_sf=True)
 

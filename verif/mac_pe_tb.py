@@ -7,9 +7,6 @@ largest products (wrap-around); and a full-rate run timed against
 ``golden.mac.pe_cycles``. The config's ``block`` field picks the PE.
 """
 
-import json
-import os
-
 import cocotb
 import numpy as np
 
@@ -17,15 +14,18 @@ from golden import mac
 from golden.mac import pe_cycles
 from spec.mac_pe import FP8PEConfig, Int8PEConfig
 
+from .job import current
 from .pe_bench import PEBench
-from .runner import CONFIG_ENV, bench_config
 
 CONFIGS = {"int8-pe": Int8PEConfig, "fp8-pe": FP8PEConfig}
 
 
 def bench(dut, idle=0.0, backpressure=0.0):
-    block = json.loads(os.environ.get(CONFIG_ENV, "{}")).get("block", "int8-pe")
-    cfg = bench_config(CONFIGS[block])
+    job = current()
+    if job.block not in CONFIGS:
+        raise AssertionError(f"mac_pe_tb runs {', '.join(CONFIGS)}, not {job.block!r}")
+    block = job.block
+    cfg = job.block_config(CONFIGS[block])
     if block == "int8-pe":
         def golden(w, a, sf):
             p = w.astype(np.int8).astype(np.int64) * a.astype(np.int8).astype(np.int64)

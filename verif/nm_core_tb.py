@@ -1,70 +1,123 @@
 """cocotb bench of the N:M tensor core's emitted Verilog against ``golden.nm.matmul``.
 
-Every test lowers integer matrices with the compiler (``compiler.nm_stream``), streams
-them through the DUT with the stream drivers, and compares every output value exactly
-with the golden model. Run it through :func:`verif.runner.run_bench` (or
-``tessera verify nm-core``), which passes the core's config in ``TESSERA_CONFIG``.
+Three parts, each usable on its own (a larger design's bench attaches the scoreboard to
+the core's internal streams, see docs/verification.md):
+
+* stimulus: :class:`NMCoreStimulus` draws operands; the compiler (``compiler.nm_stream``)
+  lowers them into the core's input stream;
+* driving: :class:`NMCoreTB` binds a source and a sink to the DUT's ``i``/``o`` streams;
+* checking: :class:`NMCoreScoreboard` turns the golden model's product into the expected
+  output transactions and compares every one exactly.
+
+Run it through :func:`verif.runner.run_bench` (or ``tessera verify nm-core``), which
+passes the core's config in the job description.
 """
 
 import cocotb
 import numpy as np
 
-from compiler.nm_stream import NMProgram, lower_matmul, lower_series, unpack_output
+from compiler.nm_stream import NMProgram, lower_matmul, lower_series
 from golden import nm, tasd
-from spec.nm_core import NMCoreConfig
+from spec.nm_core import NMCoreConfig, beat_layout, out_layout
+from spec.numerics import int_range, wrap
 
 from .bench import ClockedBench
-from .streams import StreamSink, StreamSource
+from .scoreboard import Scoreboard
+
+__all__ = ["NMCoreStimulus", "NMCoreScoreboard", "NMCoreTB"]
+
+
+class NMCoreStimulus:
+    """Random operands for a core (no DUT involved): int8 weights pruned to n:m and
+    compressed, activations, optionally drawn from the extremes only."""
+
+    def __init__(self, config: NMCoreConfig, rng: np.random.Generator):
+        self.config, self.rng = config, rng
+        self.lo, self.hi = int_range(config.width)
+
+    def weights(self, out_rows: int, k: int, n: int, extreme: bool = False):
+        """``(values, indices)`` of a random ``W[out_rows, k]`` pruned to ``n:m``."""
+        if extreme:
+            w = self.rng.choice([self.lo, self.hi, 0, 1, -1], size=(out_rows, k))
+        else:
+            w = self.rng.integers(self.lo, self.hi + 1, (out_rows, k))
+        return nm.compress(nm.prune(w, n, self.config.m), n, self.config.m)
+
+    def acts(self, k: int, cols: int, extreme: bool = False) -> np.ndarray:
+        if extreme:
+            return self.rng.choice([self.lo, self.hi, 0], size=(k, cols))
+        return self.rng.integers(self.lo, self.hi + 1, (k, cols))
+
+
+class NMCoreScoreboard(Scoreboard):
+    """The core's output stream against the golden product, transaction by transaction.
+
+    Each ``expect_*`` call queues one output transaction per (row block, column) of a
+    lowered program (:class:`compiler.nm_stream.NMProgram`), in the program's order,
+    with the note ``"<label>: row block b, column c"``.
+    """
+
+    def __init__(self, config: NMCoreConfig, name: str = ""):
+        super().__init__(name, out_layout(config))
+        self.config = config
+
+    def expect_result(self, program: NMProgram, y, label: str) -> None:
+        """Expect ``y[out_rows, cols]`` (rows of the last block past ``out_rows`` are 0,
+        as the compiler pads them with zero weights)."""
+        rows = self.config.rows
+        y = np.asarray(y, dtype=np.int64).reshape(program.out_rows, program.cols)
+        padded = np.zeros((-(-program.out_rows // rows) * rows, program.cols), dtype=np.int64)
+        padded[:program.out_rows] = y
+        for block, col in program.outputs:
+            self.expect(padded[block * rows:(block + 1) * rows, col].tolist(),
+                        f"{label}: row block {block}, column {col}")
+
+    def expect_matmul(self, program: NMProgram, values, indices, x, n: int, label: str) -> np.ndarray:
+        """Expect ``golden.nm.matmul`` of compressed ``W`` (``n:m``) and ``x``; returns it."""
+        cfg = self.config
+        y = nm.matmul(values, indices, x, n, cfg.m, width=cfg.width, acc_width=cfg.acc_width)
+        self.expect_result(program, y, label)
+        return np.asarray(y)
+
+    def expect_series(self, program: NMProgram, terms, x, label: str) -> np.ndarray:
+        """Expect the sum of every TASD term's golden product, wrapped to the accumulator."""
+        cfg = self.config
+        total = sum(nm.matmul(t.values, t.indices, x, t.n, t.m, acc_width=cfg.acc_width).astype(np.int64)
+                    for t in terms)
+        y = wrap(total, cfg.acc_width)
+        self.expect_result(program, y, label)
+        return y
 
 
 class NMCoreTB(ClockedBench):
-    """Stream drivers around the DUT, plus a run-and-check helper."""
+    """Source on ``i``, sink on ``o`` (its scoreboard attached), ``n_active`` driven."""
 
     def __init__(self, dut, *, idle=0.0, backpressure=0.0):
         super().__init__(dut, NMCoreConfig)
-        self.source = StreamSource(dut, "i", dut.clk, self.driver_rng(1), idle)
-        self.sink = StreamSink(dut, "o", dut.clk, self.driver_rng(2), backpressure)
+        cfg = self.config
+        self.stimulus = NMCoreStimulus(cfg, self.rng)
+        self.source = self.make_source("i", beat_layout(cfg), k=1, idle=idle)
+        self.sink = self.make_sink("o", out_layout(cfg), k=2, backpressure=backpressure)
+        self.scoreboard = NMCoreScoreboard(cfg).attach(self.sink)
 
-    def set_n_active(self, n: int):
+    def drive(self, program: NMProgram) -> None:
+        """Queue ``program``'s beats (and set ``n_active`` on a sparse core)."""
         if self.config.sparse:
-            self.dut.n_active.value = n
+            self.dut.n_active.value = program.n_active
+        self.source.extend(program.packed_beats())
 
-    async def run(self, program: NMProgram, timeout_cycles: int | None = None) -> np.ndarray:
-        """Stream ``program`` through the DUT and return the assembled result."""
-        self.set_n_active(program.n_active)
-        start = len(self.sink.received)
-        self.source.send(program.packed_beats())
-        words = await self.collect(self.sink, start, len(program.outputs),
-                                   timeout_cycles or 20 * (len(program.beats) + 50), "outputs")
-        return program.assemble([unpack_output(self.config, bits) for bits in words])
+    async def finish(self, program: NMProgram, label: str, check: bool = True) -> None:
+        """Wait until every expected output of ``program`` came (and compared)."""
+        await self.scoreboard.drain(20 * (len(program.beats) + 50), what=f"{label} outputs", check=check)
 
-    def random_weights(self, out_rows, k, n, extreme=False):
-        """Random int8 weights pruned to n:m and compressed (values, indices)."""
-        cfg = self.config
-        lo, hi = -(1 << (cfg.width - 1)), 1 << (cfg.width - 1)
-        if extreme:
-            w = self.rng.choice([lo, hi - 1, 0, 1, -1], size=(out_rows, k))
-        else:
-            w = self.rng.integers(lo, hi, (out_rows, k))
-        return nm.compress(nm.prune(w, n, cfg.m), n, cfg.m)
-
-    def random_acts(self, k, cols, extreme=False):
-        cfg = self.config
-        lo, hi = -(1 << (cfg.width - 1)), 1 << (cfg.width - 1)
-        if extreme:
-            return self.rng.choice([lo, hi - 1, 0], size=(k, cols))
-        return self.rng.integers(lo, hi, (k, cols))
-
-    async def check(self, values, indices, x, n, label):
-        cfg = self.config
-        program = lower_matmul(cfg, values, indices, x, n=n, filler=self.rng)
-        got = await self.run(program)
-        want = nm.matmul(values, indices, x, n, cfg.m, width=cfg.width, acc_width=cfg.acc_width)
-        want = np.asarray(want).reshape(got.shape)
-        bad = np.argwhere(got != want)
-        assert bad.size == 0, (f"{label}: {len(bad)} of {got.size} outputs differ; first at "
-                               f"{tuple(bad[0])}: got {got[tuple(bad[0])]}, want {want[tuple(bad[0])]}")
-        return got
+    async def check(self, values, indices, x, n: int, label: str) -> np.ndarray:
+        """Lower ``W @ x`` (random filler in unused slots), expect the golden product,
+        drive it, and wait for every output; returns the golden product."""
+        program = lower_matmul(self.config, values, indices, x, n=n, filler=self.rng)
+        want = self.scoreboard.expect_matmul(program, values, indices, x, n, label)
+        self.drive(program)
+        await self.finish(program, label)
+        return want
 
 
 @cocotb.test()
@@ -72,14 +125,14 @@ async def random_matrices_with_stalls(dut):
     """Random n:m products of several shapes, with random idle input and back-pressure."""
     tb = NMCoreTB(dut, idle=0.3, backpressure=0.3)
     await tb.reset()
-    cfg = tb.config
+    cfg, gen = tb.config, tb.stimulus
     shapes = [(cfg.rows, 1, 1), (2 * cfg.rows + 1, 3, 2), (cfg.rows, 16, 3), (1, 5, 4),
               (cfg.rows + 1, 1, 6)]
     shapes += [(int(tb.rng.integers(1, 3 * cfg.rows + 1)), int(tb.rng.integers(1, 9)),
                 int(tb.rng.integers(1, 5))) for _ in range(6)]
     for out_rows, groups, cols in shapes:
-        values, indices = tb.random_weights(out_rows, groups * cfg.m, cfg.n)
-        x = tb.random_acts(groups * cfg.m, cols)
+        values, indices = gen.weights(out_rows, groups * cfg.m, cfg.n)
+        x = gen.acts(groups * cfg.m, cols)
         await tb.check(values, indices, x, cfg.n, f"{out_rows}x{groups * cfg.m}x{cols}")
 
 
@@ -88,12 +141,12 @@ async def edge_values(dut):
     """-128/127 extremes, all-zero groups and matrices, K = m, and a long accumulation."""
     tb = NMCoreTB(dut, idle=0.1, backpressure=0.1)
     await tb.reset()
-    cfg = tb.config
-    lo, hi = -(1 << (cfg.width - 1)), (1 << (cfg.width - 1)) - 1
+    cfg, gen = tb.config, tb.stimulus
+    lo, hi = gen.lo, gen.hi
     rows = cfg.rows
     # Extremes everywhere, random sparsity pattern.
-    values, indices = tb.random_weights(2 * rows, 8 * cfg.m, cfg.n, extreme=True)
-    await tb.check(values, indices, tb.random_acts(8 * cfg.m, 3, extreme=True), cfg.n, "extremes")
+    values, indices = gen.weights(2 * rows, 8 * cfg.m, cfg.n, extreme=True)
+    await tb.check(values, indices, gen.acts(8 * cfg.m, 3, extreme=True), cfg.n, "extremes")
     # The largest products: -128 * -128 in every slot for a long dot product (K = 64 m).
     k = 64 * cfg.m
     w = np.full((rows, k), lo)
@@ -104,9 +157,9 @@ async def edge_values(dut):
     w = tb.rng.integers(lo, hi + 1, (rows, 4 * cfg.m))
     w[:, cfg.m:3 * cfg.m] = 0
     values, indices = nm.compress(nm.prune(w, cfg.n, cfg.m), cfg.n, cfg.m)
-    await tb.check(values, indices, tb.random_acts(4 * cfg.m, 2), cfg.n, "zero groups")
+    await tb.check(values, indices, gen.acts(4 * cfg.m, 2), cfg.n, "zero groups")
     values, indices = nm.compress(np.zeros((rows, cfg.m), dtype=int), cfg.n, cfg.m)
-    await tb.check(values, indices, tb.random_acts(cfg.m, 2), cfg.n, "all zero")
+    await tb.check(values, indices, gen.acts(cfg.m, 2), cfg.n, "all zero")
 
 
 @cocotb.test()
@@ -114,17 +167,18 @@ async def runtime_sparsity_modes(dut):
     """Every N' <= N on the same core, with random garbage in the disabled slots."""
     tb = NMCoreTB(dut, idle=0.2, backpressure=0.2)
     await tb.reset()
-    cfg = tb.config
+    cfg, gen = tb.config, tb.stimulus
     for n in range(1, cfg.n + 1):
-        values, indices = tb.random_weights(cfg.rows + 1, 6 * cfg.m, n)
-        await tb.check(values, indices, tb.random_acts(6 * cfg.m, 2), n, f"N'={n}")
+        values, indices = gen.weights(cfg.rows + 1, 6 * cfg.m, n)
+        await tb.check(values, indices, gen.acts(6 * cfg.m, 2), n, f"N'={n}")
     if cfg.sparse:
         # n_active = 0 disables every slot: the results must be zero.
-        values, indices = tb.random_weights(cfg.rows, 2 * cfg.m, cfg.n)
-        program = lower_matmul(cfg, values, indices, tb.random_acts(2 * cfg.m, 1))
+        values, indices = gen.weights(cfg.rows, 2 * cfg.m, cfg.n)
+        program = lower_matmul(cfg, values, indices, gen.acts(2 * cfg.m, 1))
         program = NMProgram(cfg, program.beats, program.outputs, program.out_rows, program.cols, 0)
-        got = await tb.run(program)
-        assert not got.any(), f"n_active=0 gave non-zero results {got.ravel().tolist()}"
+        tb.scoreboard.expect_result(program, np.zeros((program.out_rows, program.cols)), "n_active=0")
+        tb.drive(program)
+        await tb.finish(program, "n_active=0")
 
 
 @cocotb.test()
@@ -133,14 +187,14 @@ async def full_rate_cycles(dut):
     ``golden.nm.cycles`` exactly, and the results are right."""
     tb = NMCoreTB(dut)
     await tb.reset()
-    cfg = tb.config
+    cfg, gen = tb.config, tb.stimulus
     out_rows, k, cols = 2 * cfg.rows, 16 * cfg.m, 4
-    values, indices = tb.random_weights(out_rows, k, cfg.n)
+    values, indices = gen.weights(out_rows, k, cfg.n)
     start_in, start_out = len(tb.source.transfer_edges), len(tb.sink.transfer_edges)
-    await tb.check(values, indices, tb.random_acts(k, cols), cfg.n, "full rate")
+    await tb.check(values, indices, gen.acts(k, cols), cfg.n, "full rate")
     first = tb.source.transfer_edges[start_in]
     last = tb.sink.transfer_edges[-1]
-    # Both drivers count edges from the same first edge after they started.
+    # Edge numbers are shared by every stream component on the clock.
     measured = last - first + 1
     want = nm.cycles(cfg, out_rows, k, cols)
     dut._log.info("full rate: %d cycles measured, %d predicted", measured, want)
@@ -164,14 +218,13 @@ async def tasd_series(dut):
     assert runnable, f"no series runs on a {cfg.n}:{cfg.m} core"
     k = 4 * cfg.m * max(1, 8 // cfg.m)
     w = tb.rng.integers(-128, 128, (cfg.rows + 1, k))
-    x = tb.random_acts(k, 2)
+    x = tb.stimulus.acts(k, 2)
     for series in runnable:
         terms = tasd.decompose(w, series)
-        got = await tb.run(lower_series(cfg, terms, x, filler=tb.rng))
-        want = sum(nm.matmul(t.values, t.indices, x, t.n, t.m, acc_width=cfg.acc_width).astype(np.int64)
-                   for t in terms)
-        want = ((want + (1 << (cfg.acc_width - 1))) % (1 << cfg.acc_width)) - (1 << (cfg.acc_width - 1))
-        assert np.array_equal(got, want), f"series {series}: got {got.tolist()}, want {want.tolist()}"
+        program = lower_series(cfg, terms, x, filler=tb.rng)
+        want = tb.scoreboard.expect_series(program, terms, x, f"series {series}")
+        tb.drive(program)
+        await tb.finish(program, f"series {series}")
         if cfg.acc_width >= 32:   # no wrap-around here: also equal to (sum of terms) @ x
             approx = tasd.reconstruct(terms).astype(np.int64) @ x
-            assert np.array_equal(got, approx), f"series {series}: sum of terms differs from A~ @ x"
+            assert np.array_equal(want, approx), f"series {series}: sum of terms differs from A~ @ x"

@@ -1,9 +1,9 @@
 """Shared cocotb harness of the dot-product PEs (``lp-pe``, ``int8-pe``, ``fp8-pe``).
 
 A :class:`PEBench` streams beats (``w[lanes]``, ``a[lanes]`` codes, ``last``) through
-the DUT with the stream drivers of :mod:`verif.streams` (plus the LP PE's ``sf`` input,
-driven together with each beat so it can change from beat to beat), and compares every
-output with the golden products the caller supplies, exactly.
+the DUT with the stream components of :mod:`verif.streams` (plus the LP PE's ``sf``
+input, driven together with each beat so it can change from beat to beat), and a
+:class:`PEScoreboard` compares every output with the golden products exactly.
 
 ``golden(w, a, sf) -> (products, nar)`` takes int arrays ``w[beats, lanes]``,
 ``a[beats, lanes]``, ``sf[beats]`` and returns the per-lane products (already wrapped
@@ -13,69 +13,54 @@ sum of its beats' products and the OR of their flags.
 
 import numpy as np
 
+from spec.numerics import wrap
 from spec.pe import pe_beat_layout, pe_out_layout
 
 from .bench import ClockedBench
-from .streams import StreamSink, StreamSource
+from .scoreboard import Scoreboard
 
-__all__ = ["PEBench"]
-
-
-def _wrap(x, bits):
-    u = np.asarray(x).astype(np.uint64)
-    low = np.uint64((1 << bits) - 1)
-    u = u & low
-    return np.where(u >> np.uint64(bits - 1) == 1, u | ~low, u).astype(np.int64)
+__all__ = ["PEBench", "PEScoreboard"]
 
 
-class PEBench(ClockedBench):
-    """Drivers and the run-and-compare helper for one PE."""
+class PEScoreboard(Scoreboard):
+    """A PE's output stream against the golden products: one transaction per dot product
+    (``acc`` wrapped to ``acc_width``, ``nar``)."""
 
-    def __init__(self, dut, config, golden, *, idle=0.0, backpressure=0.0, has_sf=False):
-        super().__init__(dut, config)
-        self.golden = golden
-        self.beat_layout = pe_beat_layout(config.lanes, config.width)
-        self.out_layout = pe_out_layout(config.acc_width)
-        self.source = StreamSource(dut, "i", dut.clk, self.driver_rng(1), idle,
-                                   sideband=dut.sf if has_sf else None)
-        self.sink = StreamSink(dut, "o", dut.clk, self.driver_rng(2), backpressure)
-        if has_sf:
-            dut.sf.value = 0
+    def __init__(self, config, golden, name: str = ""):
+        super().__init__(name, pe_out_layout(config.acc_width))
+        self.config, self.golden = config, golden
 
-    def set_stalls(self, idle, backpressure):
-        self.source.probability = idle
-        self.sink.probability = backpressure
-
-    def pack(self, w, a, last) -> list[int]:
-        """Payload bits of each beat, at the field offsets of ``pe_beat_layout`` (the same
-        bits ``layout.const(...).as_bits()`` gives, checked on the first beat, faster)."""
-        layout = self.beat_layout
-        width = self.config.width
-        words = [0] * len(w)
-        for field, values in (("w", w), ("a", a)):
-            offset = layout[field].offset
-            for lane in range(self.config.lanes):
-                shift = offset + lane * width
-                for b, v in enumerate(values[:, lane].tolist()):
-                    words[b] |= v << shift
-        for b in np.flatnonzero(last).tolist():
-            words[b] |= 1 << layout["last"].offset
-        if len(w):
-            ref = layout.const({"w": w[0].tolist(), "a": a[0].tolist(), "last": int(last[0])}).as_bits()
-            assert words[0] == ref, f"packing disagrees with the layout: {words[0]:#x} != {ref:#x}"
-        return words
-
-    def expected(self, w, a, sf, last):
-        """Expected (acc, nar) of every dot product the beats form."""
+    def golden_outputs(self, w, a, sf, last) -> list[tuple[int, bool]]:
+        """Expected ``(acc, nar)`` of every dot product the beats form."""
         prods, nar = self.golden(w, a, sf)
         ends = np.flatnonzero(last) + 1
         starts = np.concatenate([[0], ends[:-1]])
-        accs, nars = [], []
+        out = []
         for s, e in zip(starts, ends):
             total = prods[s:e].astype(np.uint64).sum(dtype=np.uint64)
-            accs.append(int(_wrap(total, self.config.acc_width)))
-            nars.append(bool(nar[s:e].any()))
-        return accs, nars
+            out.append((int(wrap(total, self.config.acc_width)), bool(nar[s:e].any())))
+        return out
+
+    def expect_beats(self, w, a, sf, last, label: str) -> int:
+        """Expect the dot products of these beats; returns how many."""
+        want = self.golden_outputs(w, a, sf, last)
+        for k, (acc, nar) in enumerate(want):
+            self.expect({"acc": acc, "nar": int(nar)}, f"{label}: dot product {k} of {len(want)}")
+        return len(want)
+
+
+class PEBench(ClockedBench):
+    """Source (with ``sf`` as side-band on the LP PE), sink, scoreboard for one PE."""
+
+    def __init__(self, dut, config, golden, *, idle=0.0, backpressure=0.0, has_sf=False):
+        super().__init__(dut, config)
+        self.beat_layout = pe_beat_layout(config.lanes, config.width)
+        self.source = self.make_source("i", self.beat_layout, k=1, idle=idle,
+                                       sideband=dut.sf if has_sf else None)
+        self.sink = self.make_sink("o", pe_out_layout(config.acc_width), k=2, backpressure=backpressure)
+        self.scoreboard = PEScoreboard(config, golden).attach(self.sink)
+        if has_sf:
+            dut.sf.value = 0
 
     async def run(self, w, a, sf=None, last=None, label="", timeout_cycles=None):
         """Stream beats ``w[beats, lanes]``, ``a[beats, lanes]`` (with ``sf[beats]`` and
@@ -85,22 +70,12 @@ class PEBench(ClockedBench):
         sf = np.zeros(beats, np.int64) if sf is None else np.broadcast_to(np.asarray(sf, np.int64), (beats,))
         last = np.ones(beats, bool) if last is None else np.asarray(last, bool)
         assert last[-1], "the last beat must end a dot product"
-        want_acc, want_nar = self.expected(w, a, sf, last)
-        words = self.pack(w, a, last)
-        items = list(zip(words, (int(v) for v in sf))) if self.source.sideband is not None else words
-        start = len(self.sink.received)
-        self.source.send(items)
-        words = await self.collect(self.sink, start, len(want_acc), timeout_cycles or 20 * (beats + 50),
-                                   f"{label} outputs")
-        got = [self.out_layout.from_bits(bits) for bits in words]
-        got_acc = [int(g.acc) for g in got]
-        got_nar = [bool(g.nar) for g in got]
-        for k, (ga, gn, wa, wn) in enumerate(zip(got_acc, got_nar, want_acc, want_nar)):
-            assert (ga, gn) == (wa, wn), (
-                f"{label}: output {k} of {len(want_acc)} differs: got acc={ga} nar={gn}, "
-                f"want acc={wa} nar={wn}")
-        self.dut._log.info("%s: %d outputs (%d beats) match", label, len(want_acc), beats)
-        return got_acc
+        count = self.scoreboard.expect_beats(w, a, sf, last, label)
+        beats_in = [{"w": wb, "a": ab, "last": int(lb)}
+                    for wb, ab, lb in zip(w.tolist(), a.tolist(), last.tolist())]
+        self.source.extend(zip(beats_in, sf.tolist()) if self.source.sideband is not None else beats_in)
+        await self.scoreboard.drain(timeout_cycles or 20 * (beats + 50), what=f"{label} outputs")
+        self.dut._log.info("%s: %d outputs (%d beats) match", label, count, beats)
 
     async def isolated_pairs(self, wc, ac, sf=None, label="pairs", zero=0):
         """Check each product alone: pair p sits in lane ``p % lanes`` of its own beat,

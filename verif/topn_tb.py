@@ -9,41 +9,50 @@ import cocotb
 import numpy as np
 
 from golden import tasd
-from spec.packing import pack
 from spec.topn import TopNConfig, topn_in_layout, topn_out_layout
 
 from .bench import ClockedBench
-from .streams import StreamSink, StreamSource
+from .scoreboard import Scoreboard
+
+__all__ = ["TopNScoreboard", "TopNTB"]
+
+
+class TopNScoreboard(Scoreboard):
+    """The unit's output stream against ``golden.tasd.decompose`` of each input group:
+    one transaction per group, every term's values and indices and the ``last`` flag."""
+
+    def __init__(self, config: TopNConfig, name: str = ""):
+        super().__init__(name, topn_out_layout(config))
+        self.config = config
+
+    def expect_groups(self, groups: np.ndarray, lasts, label: str) -> None:
+        cfg = self.config
+        terms = tasd.decompose(groups, cfg.series)
+        for g in range(len(groups)):
+            word = {}
+            for t, (n, m) in enumerate(cfg.terms):
+                if n < m:
+                    word[f"t{t}"] = {"values": terms[t].values[g, 0].tolist(),
+                                     "indices": terms[t].indices[g, 0].tolist()}
+                else:   # a dense term has the core's dense group layout: element j in slot j
+                    word[f"t{t}"] = {"values": terms[t].dense()[g].tolist()}
+            self.expect({"terms": word, "last": int(lasts[g])},
+                        f"{label}: group {g} = {groups[g].tolist()}")
 
 
 class TopNTB(ClockedBench):
     def __init__(self, dut, *, idle=0.0, backpressure=0.0):
         super().__init__(dut, TopNConfig)
-        self.source = StreamSource(dut, "i", dut.clk, self.driver_rng(1), idle)
-        self.sink = StreamSink(dut, "o", dut.clk, self.driver_rng(2), backpressure)
+        cfg = self.config
+        self.source = self.make_source("i", topn_in_layout(cfg), k=1, idle=idle)
+        self.sink = self.make_sink("o", topn_out_layout(cfg), k=2, backpressure=backpressure)
+        self.scoreboard = TopNScoreboard(cfg).attach(self.sink)
 
     async def check(self, groups: np.ndarray, label: str):
-        cfg = self.config
-        in_layout, out_layout = topn_in_layout(cfg), topn_out_layout(cfg)
         lasts = self.rng.integers(0, 2, len(groups))
-        start = len(self.sink.received)
-        self.source.send(pack(in_layout, {"act": [int(v) for v in g], "last": int(l)})
-                         for g, l in zip(groups, lasts))
-        got = await self.collect(self.sink, start, len(groups), 20 * len(groups) + 100,
-                                 f"{label} groups")
-        terms = tasd.decompose(groups, cfg.series)
-        for g, bits in enumerate(got):
-            word = out_layout.from_bits(bits)
-            assert word.last == lasts[g], f"{label}: group {g} lost its last flag"
-            for t, (n, _) in enumerate(cfg.terms):
-                term = word.terms[f"t{t}"]
-                values = [term.values[j] for j in range(n)]
-                # A dense term (n_t = m) has the core's dense group layout: no indices.
-                indices = [term.indices[j] for j in range(n)] if n < cfg.m else list(range(n))
-                want = (terms[t].values[g, 0].tolist(), terms[t].indices[g, 0].tolist())
-                assert (values, indices) == want, (
-                    f"{label}: group {g} = {groups[g].tolist()}, term {t}: got values {values} "
-                    f"at {indices}, want {want[0]} at {want[1]}")
+        self.scoreboard.expect_groups(groups, lasts, label)
+        self.source.extend({"act": [int(v) for v in g], "last": int(last)} for g, last in zip(groups, lasts))
+        await self.scoreboard.drain(20 * len(groups) + 100, what=f"{label} groups")
 
 
 @cocotb.test()

@@ -19,11 +19,10 @@ from pathlib import Path
 import click
 
 from hw.nm_core import NMCore
+from spec import outputs
 from spec.nm_core import NMCoreConfig
 from synth.flow import SynthOptions, synthesize
-from verif.runner import run_bench as run_cocotb
-
-from spec import outputs
+from verif.nm_core_perf import measure_utilisation
 
 from ..tables import rich_progress
 
@@ -87,12 +86,7 @@ def _table(rows) -> str:
 
 
 def _utilisation(out: Path) -> dict:
-    result_file = (out / "perf.json").resolve()
-    run_cocotb(PERF_CONFIG, NMCore(PERF_CONFIG), "nm_core", "verif.nm_core_perf", sim="verilator",
-               build_root=out / "sim_build", quiet=True,
-               extra_env={"TESSERA_PERF_SHAPE": ",".join(map(str, PERF_SHAPE)),
-                          "TESSERA_PERF_OUT": str(result_file)})
-    return json.loads(result_file.read_text())
+    return measure_utilisation(PERF_CONFIG, PERF_SHAPE, out / "sim_build")
 
 
 def run_bench(out: Path, jobs: int = 2) -> dict:

@@ -45,11 +45,10 @@ from golden import minilm
 from golden import sushi
 from golden.sushi import registry
 from hw.sgs_buffer import SGSBuffer
+from spec import outputs
 from spec.sgs_buffer import SGSBufferConfig
 from synth.flow import synthesize
-from verif.runner import run_bench as run_cocotb
-
-from spec import outputs
+from verif.sgs_buffer_replay import replay_on_buffer
 
 from ..tables import rich_progress
 
@@ -200,14 +199,7 @@ def _replay(out: Path, served: registry.Served) -> dict:
     checks every word, the counters and the fetches against the golden cache model."""
     buffer = served.platform.buffer
     result = sushi.SushiSched(served.space, served.platform).run(served.stream[:REPLAY_QUERIES])
-    job = {"commands": [c.to_json() for c in result.commands],
-           "memory": {str(b): w for b, w in memory_image(buffer, served.space).items()}}
-    job_file, result_file = (out / "replay_in.json").resolve(), (out / "replay_out.json").resolve()
-    outputs.write_text(job_file, json.dumps(job))
-    run_cocotb(buffer, SGSBuffer(buffer), "sgs_buffer", "verif.sgs_buffer_replay", sim="verilator",
-               build_root=out / "sim_build", quiet=True,
-               extra_env={"TESSERA_SGS_REPLAY": str(job_file), "TESSERA_SGS_REPLAY_OUT": str(result_file)})
-    measured = json.loads(result_file.read_text())
+    measured = replay_on_buffer(buffer, result.commands, memory_image(buffer, served.space), out / "sim_build")
     return {**measured, "scheduler_offchip_bytes": sum(r.offchip_bytes for r in result.records)}
 
 

@@ -15,11 +15,13 @@ import click
 
 from golden import digits
 from golden.sparse_train import Recipe
+from spec.nm_core import NMCoreConfig
+from verif.nm_core_layer import run_layer_on_core
 
 from spec import outputs
 
 from ..tables import rich_progress
-from ..train_tools import run_layer_on_core, train_digits
+from ..train_tools import layer_operands, train_digits
 
 RECIPES = ["srste", "mdgf-linear", "mdgf-exp", "sdgf"]
 TARGETS = [(2, 4), (1, 8), (1, 16)]
@@ -61,7 +63,8 @@ def run_bench(out: Path, jobs: int = 2) -> dict:
                         f"({best - srste:+.2f} points)")
     click.echo("\n".join(verdicts))
 
-    layer = run_layer_on_core(models["sdgf-1:8"], "fc1", 1, 8, out / "layer")
+    w, x = layer_operands(models["sdgf-1:8"], "fc1")
+    layer = run_layer_on_core(w, x, NMCoreConfig(n=1, m=8, rows=8), out / "layer", name="fc1")
     layer_line = (f"fc1 of the SDGF 1:8 model (seed 0), int8, {layer['shape'][0]}x{layer['shape'][1]} "
                   f"@ {layer['shape'][1]}x{layer['shape'][2]} on an 8-row 1:8 core (Verilator): "
                   f"{layer['outputs']} outputs, {layer['mismatches']} mismatches against golden.nm.matmul "
