@@ -171,11 +171,14 @@ class Result:
 
 def run(prefix: str | os.PathLike, network: Network, system: System = System(), memory: Memory = Memory(),
         *, workdir: str | os.PathLike | None = None, timeout: float = 300.0) -> Result:
-    """Run ASTRA-sim on ``PREFIX.0.et`` ... ``PREFIX.<N-1>.et`` (N = the network's NPUs)."""
+    """Run ASTRA-sim on ``PREFIX.0.et`` ... ``PREFIX.<N-1>.et`` (N = the network's NPUs), in
+    ``workdir`` (default ``PREFIX.astra``), where its configuration files and its ``log/``
+    folder go."""
     tool = find()
     if tool is None:
         raise CompileError(missing())
-    work = Path(workdir) if workdir is not None else Path(f"{os.fspath(prefix)}.astra")
+    prefix = Path(prefix).resolve()
+    work = (Path(workdir) if workdir is not None else Path(f"{prefix}.astra")).resolve()
     work.mkdir(parents=True, exist_ok=True)
     files = {"network.yml": network.yaml(), "system.json": system.json(), "memory.json": memory.json()}
     for name, text in files.items():
@@ -185,7 +188,7 @@ def run(prefix: str | os.PathLike, network: Network, system: System = System(), 
                                f"--system-configuration={work / 'system.json'}",
                                f"--remote-memory-configuration={work / 'memory.json'}",
                                f"--network-configuration={work / 'network.yml'}"],
-                              capture_output=True, text=True, timeout=timeout)
+                              capture_output=True, text=True, timeout=timeout, cwd=work)   # its log/ goes there
     except subprocess.TimeoutExpired:
         raise CompileError(f"ASTRA-sim did not finish within {timeout:.0f} s on {os.fspath(prefix)}") from None
     out = proc.stdout + proc.stderr

@@ -103,8 +103,8 @@ from .program import Program
 from .trace import host_node, model_trace, program_trace
 
 __all__ = ["PARALLEL", "COLLECTIVES", "check_options", "split_channels", "share_program", "scaleout_traces",
-           "write_scaleout_traces", "without_memory_nodes", "replicated", "TrainingNPU", "TrainLayer", "train_layers", "training_step_traces",
-           "roofline_ns"]
+           "write_scaleout_traces", "without_memory_nodes", "replicated", "TrainingNPU", "TrainLayer",
+           "train_layers", "training_step_traces", "roofline_ns", "gradient_bytes"]
 
 #: ``--parallel``: every NPU runs the whole model on its own inputs, or a share of every layer.
 PARALLEL = ("data", "tensor")
@@ -288,8 +288,8 @@ def without_memory_nodes(traces: list[Trace]) -> list[Trace]:
             if node.type in (NodeType.MEM_LOAD, NodeType.MEM_STORE):
                 ids[node.id] = data | ctrl
                 continue
-            ids[node.id] = {new.add_node(node.name, node.type, {k: v for k, v in node.attrs.items() if k != "is_cpu_op"},
-                                         sorted(data), sorted(ctrl), node.duration_micros)}
+            attrs = {k: v for k, v in node.attrs.items() if k != "is_cpu_op"}
+            ids[node.id] = {new.add_node(node.name, node.type, attrs, sorted(data), sorted(ctrl), node.duration_micros)}
         out.append(new)
     return out
 

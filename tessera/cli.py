@@ -483,8 +483,9 @@ def compile_command(model, out, calib, calib_count, core, rows, topn, budget, ba
         from compiler.chakra import write_traces
 
         paths = write_traces(chakra, traces)
+        gathers = "COMM_COLL nodes" if collective == "coll" else f"TACOS schedules on {topo.name}"
         how = ("each on its own batch" if parallel == "data" else
-               f"every layer split across them, All-Gathers as {'COMM_COLL nodes' if collective == 'coll' else 'TACOS schedules on ' + topo.name}")
+               f"every layer split across them, All-Gathers as {gathers}")
         click.echo(f"wrote {len(paths)} Chakra trace(s) {chakra}.<npu>.et ({parallel} parallel on {npus} NPU(s), "
                    f"{how if npus > 1 else 'one NPU'})")
     click.echo(f"wrote {out}: {len(compiled.segments)} segment(s), "

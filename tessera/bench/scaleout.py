@@ -137,13 +137,15 @@ def _tp_table(rows) -> str:
              "| ASTRA-sim, TACOS All-Gathers (µs) | speed-up |", "|---|---|---|---|---|---|"]
     for r in rows:
         tacos = f"{r['tacos_us']:.1f} | {r['tacos_speedup']:.2f}x" if "tacos_us" in r else "- | -"
-        lines.append(f"| {r['npus']} | {r['compute_us']:.1f} | {r['coll_us']:.1f} | {r['coll_speedup']:.2f}x | {tacos} |")
+        lines.append(f"| {r['npus']} | {r['compute_us']:.1f} | {r['coll_us']:.1f} | {r['coll_speedup']:.2f}x "
+                     f"| {tacos} |")
     return "\n".join(lines)
 
 
 def _train_table(rows) -> str:
-    lines = ["| NPU | samples/NPU | phase | weights | GFLOP/NPU | compute (µs) | COMM_COLL: exposed (µs) | step (µs) "
-             "| exposed share | speed-up vs dense | TACOS: exposed (µs) | step (µs) | exposed share | speed-up |",
+    lines = ["| NPU | samples/NPU | phase | weights | GFLOP/NPU | compute (µs) | COMM_COLL: exposed (µs) "
+             "| step (µs) | exposed share | speed-up vs dense | TACOS: exposed (µs) | step (µs) | exposed share "
+             "| speed-up |",
              "|" + "---|" * 14]
     for r in rows:
         cells = [r["npu"], r["batch"], r["phase"], r["pattern"], f"{r['gflop']:.3f}", f"{r['coll_compute_us']:.2f}"]
