@@ -143,12 +143,19 @@ def _compress(cfg: AcceleratorConfig, mat: np.ndarray, series: str) -> tuple[np.
     core = cfg.core
     terms = tasd.decompose(mat, series)
     packs = tasd.pack_terms([(t.n, t.m) for t in terms], core)
-    values, indices, n_active = [], [], 1
-    for members in packs:
-        dense = sum(np.asarray(terms[k].dense()) for k in members)
-        n_active = max(n_active, int(np.count_nonzero(dense.reshape(dense.shape[0], -1, cfg.m), axis=-1).max()))
+    dense_passes = [sum(np.asarray(terms[k].dense()) for k in members) for members in packs]
+    # n_active: the most non-zeros any group of any pass holds. Compressing with that many
+    # slots puts every non-zero in slots 0..n_active-1 (nm.compress orders slots by
+    # position, so a wider compression could leave one in a slot n_active switches off).
+    n_active = max(1, max(int(np.count_nonzero(d.reshape(d.shape[0], -1, cfg.m), axis=-1).max())
+                          for d in dense_passes))
+    n_active = min(n_active, core.n)
+    values, indices = [], []
+    for dense in dense_passes:
         if core.sparse:
-            v, i = nm.compress(dense, core.n, core.m)
+            v, i = nm.compress(dense, n_active, core.m)
+            pad = [(0, 0)] * (v.ndim - 1) + [(0, core.n - n_active)]
+            v, i = np.pad(v, pad), np.pad(i, pad)
         else:
             v, i = dense.reshape(dense.shape[0], -1, cfg.m), None
         values.append(v)

@@ -67,7 +67,7 @@ class ComputeEngine(wiring.Component):
     def elaborate(self, platform):
         cfg = self.config
         m = Module()
-        held = Signal(128, name="compute_held")
+        held = self.insn                 # the unit shell holds it until done: no copy
         m.submodules.core = core = NMCore(cfg.core)
         go_op = self.insn[:4]
         rows_log2, m_log2 = exact_log2(cfg.rows), exact_log2(cfg.m)
@@ -154,13 +154,17 @@ class ComputeEngine(wiring.Component):
                      s3["byte"].eq(s2["byte"]), s3["prod"].eq(s2["s"] * Cat(s2["mult"], Const(0, 1)).as_signed()),
                      s3["shift"].eq(s2["shift"])]
         # S3: round half up, shift, ReLU, saturate (spec.numerics: shift_round_half_up, saturate).
-        rounded = Signal(signed(64), name="p3_rounded")
+        # |prod| < 2^47, so for shift >= 49 the rounded result is 0 (prod + 2^(shift-1) is
+        # in (0, 2^shift)): 50-bit arithmetic and a shift of 0..48 are exact.
+        rounded = Signal(signed(50), name="p3_rounded")
         shift_minus = Signal(6, name="p3_shift_minus")
         m.d.comb += shift_minus.eq(s3["shift"] - 1)
-        half = Signal(64, name="p3_half")
-        m.d.comb += half.eq(Mux(s3["shift"] != 0, Const(1, 64) << shift_minus, 0))
-        m.d.comb += rounded.eq((s3["prod"] + half.as_signed()) >> s3["shift"])
-        relu = Signal(signed(64), name="p3_relu")
+        half = Signal(50, name="p3_half")
+        m.d.comb += half.eq(Mux((s3["shift"] != 0) & (s3["shift"] < 49), Const(1, 50) << shift_minus[:6], 0))
+        small_shift = Signal(range(49), name="p3_small_shift")
+        m.d.comb += small_shift.eq(Mux(s3["shift"] < 49, s3["shift"], 0))
+        m.d.comb += rounded.eq(Mux(s3["shift"] < 49, (s3["prod"] + half.as_signed()) >> small_shift, 0))
+        relu = Signal(signed(50), name="p3_relu")
         m.d.comb += relu.eq(Mux(p.relu & (rounded < 0), 0, rounded))
         sat = Mux(relu > 127, 127, Mux(relu < -128, -128, relu[:8].as_signed()))
         m.d.sync += [s4["valid"].eq(s3["valid"]), s4["keep"].eq(s3["keep"]), s4["row"].eq(s3["row"]),
@@ -226,7 +230,6 @@ class ComputeEngine(wiring.Component):
                     gv = data.View(LAYOUTS[Opcode.GEMM], self.insn)
                     pv = data.View(LAYOUTS[Opcode.POST], self.insn)
                     tv = data.View(LAYOUTS[Opcode.TOPN], self.insn)
-                    m.d.sync += held.eq(self.insn)
                     g_empty = (gv.row_blocks == 0) | (gv.cols == 0) | (gv.k_groups == 0) | (gv.passes == 0)
                     p_empty = (pv.row_blocks == 0) | (pv.cols == 0) | (pv.lanes == 0)
                     t_empty = (tv.cols == 0) | (tv.k_groups == 0)

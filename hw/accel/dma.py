@@ -89,8 +89,8 @@ class LoadEngine(wiring.Component):
         m = Module()
         bus, bus_bytes = cfg.axi_data_width, cfg.bus_bytes
         bus_log2 = exact_log2(bus_bytes)
-        held = Signal(128, name="load_held")
-        v = data.View(LAYOUTS[Opcode.LOAD], held)
+        # The unit shell holds the instruction until the engine is done: no copy here.
+        v = data.View(LAYOUTS[Opcode.LOAD], self.insn)
         go_view = data.View(LAYOUTS[Opcode.LOAD], self.insn)
         mem = v.mem.as_value()
         pitch_log2 = Signal(4)
@@ -140,7 +140,7 @@ class LoadEngine(wiring.Component):
             with m.State("IDLE"):
                 m.d.comb += self.idle.eq(1)
                 with m.If(self.go):
-                    m.d.sync += [held.eq(self.insn), line.y.eq(0), line.line_addr.eq(go_view.dram),
+                    m.d.sync += [line.y.eq(0), line.line_addr.eq(go_view.dram),
                                  line.sram.eq(go_view.sram), aborting.eq(0)]
                     m.next = "LINE"
             with m.State("LINE"):
@@ -260,8 +260,7 @@ class StoreEngine(wiring.Component):
         m = Module()
         bus, bus_bytes = cfg.axi_data_width, cfg.bus_bytes
         bus_log2 = exact_log2(bus_bytes)
-        held = Signal(128, name="store_held")
-        v = data.View(LAYOUTS[Opcode.STORE], held)
+        v = data.View(LAYOUTS[Opcode.STORE], self.insn)       # held by the unit shell
         go_view = data.View(LAYOUTS[Opcode.STORE], self.insn)
         mem = v.mem.as_value()
         pitch_log2 = Signal(4)
@@ -280,6 +279,9 @@ class StoreEngine(wiring.Component):
 
         small = Signal()
         m.d.comb += small.eq(pitch_log2 <= bus_log2)
+        # Rows that share a beat are at most half a beat wide (a full-beat row is "small"
+        # too, with one lane): only that many row bits ever need the lane shift.
+        small_bits = min(self.row_width, bus)
         lanes = Signal(range(bus_bytes + 1))
         m.d.comb += lanes.eq(Const(bus_bytes, bus_log2 + 2) >> pitch_log2)
         row_strb = Signal(max(bus_bytes, self.max_pitch))       # the strobes of one row
@@ -310,7 +312,7 @@ class StoreEngine(wiring.Component):
             with m.State("IDLE"):
                 m.d.comb += self.idle.eq(1)
                 with m.If(self.go):
-                    m.d.sync += [held.eq(self.insn), line.y.eq(0), line.line_addr.eq(go_view.dram),
+                    m.d.sync += [line.y.eq(0), line.line_addr.eq(go_view.dram),
                                  line.sram.eq(go_view.sram), aborting.eq(0)]
                     m.next = "LINE"
             with m.State("LINE"):
@@ -359,7 +361,7 @@ class StoreEngine(wiring.Component):
                             m.next = "CAPTURE"
             with m.State("CAPTURE"):
                 with m.If(small):
-                    m.d.sync += [beat.eq(beat | (self.r_data << lane_shift)[:bus]),
+                    m.d.sync += [beat.eq(beat | (self.r_data[:small_bits] << lane_shift)[:bus]),
                                  strb.eq(strb | (row_strb << byte_shift)[:bus_bytes]),
                                  lane.eq(lane + 1), line.rows_left.eq(line.rows_left - 1),
                                  line.sram.eq(line.sram + 1)]
