@@ -12,7 +12,9 @@ takes as a custom collective: for every transfer ``(chunk c, s -> d, [t0, t1))``
   link carries its chunks in the schedule's order.
 
 Each NPU's nodes are in time order (receives at their end, sends at their start,
-receives first at one instant), so node ids grow with time.
+receives first at one instant), so node ids grow with time. :func:`append_schedule` adds
+the same nodes to existing traces, after given nodes (a collective inside a larger trace:
+:mod:`compiler.scaleout`).
 """
 
 from __future__ import annotations
@@ -31,9 +33,27 @@ def schedule_traces(schedule: Schedule, topology: Topology | None = None) -> lis
 
     ``topology`` given: its NPU count must match the schedule's.
     """
+    if topology is not None and topology.npus != schedule.npus:
+        raise CompileError(f"the schedule is for {schedule.npus} NPUs but the topology has {topology.npus} "
+                           f"(NPU count does not match)")
+    traces = [Trace(npu) for npu in range(schedule.npus)]
+    append_schedule(traces, schedule)
+    return traces
+
+
+def append_schedule(traces: list[Trace], schedule: Schedule, *, after: list[tuple[int, ...]] | None = None,
+                    tag_base: int = 0, prefix: str = "") -> list[tuple[int, ...]]:
+    """Append ``schedule``'s sends and receives to ``traces`` (one per NPU, in NPU order)
+    as the module docstring describes, with ``comm_tag = tag_base + transfer index``.
+
+    ``after[npu]``: node ids of that trace the collective waits for (control
+    dependencies of its nodes that have no other dependency). Returns, per NPU, the
+    collective's last nodes there (those no other node of the collective depends on):
+    what a consumer of the collective's result waits for.
+    """
     n = schedule.npus
-    if topology is not None and topology.npus != n:
-        raise CompileError(f"the schedule is for {n} NPUs but the topology has {topology.npus} "
+    if len(traces) != n or [t.npu for t in traces] != list(range(n)):
+        raise CompileError(f"the schedule is for {n} NPUs but {len(traces)} traces were given "
                            f"(NPU count does not match)")
     if schedule.chunk_bytes <= 0:
         raise CompileError(f"the schedule must state its chunk size in bytes, not {schedule.chunk_bytes!r}")
@@ -44,23 +64,28 @@ def schedule_traces(schedule: Schedule, topology: Topology | None = None) -> lis
         events.append((t.dst, t.end, 0, i))
         events.append((t.src, t.start, 1, i))
     events.sort()
-    traces = [Trace(npu) for npu in range(n)]
     recvs: dict[tuple[int, int], list[int]] = {}   # (npu, chunk) -> recv node ids so far
     last_send: dict[tuple[int, int], int] = {}     # link -> its latest send node id
+    sinks: list[set[int]] = [set() for _ in range(n)]
     size = schedule.chunk_bytes
     for npu, _, kind, i in events:
         t = schedule.transfers[i]
         trace = traces[npu]
+        start = () if after is None else tuple(after[npu])
         if kind == 0:
-            node = trace.add_comm_recv(f"recv c{t.chunk} from {t.src}", t.src, size, tag=i)
+            node = trace.add_comm_recv(f"{prefix}recv c{t.chunk} from {t.src}", t.src, size, tag=tag_base + i,
+                                       ctrl_deps=start)
             recvs.setdefault((npu, t.chunk), []).append(node)
         else:
             prev = last_send.get((t.src, t.dst))
-            node = trace.add_comm_send(f"send c{t.chunk} to {t.dst}", t.dst, size, tag=i,
-                                       deps=recvs.get((npu, t.chunk), ()),
-                                       ctrl_deps=() if prev is None else (prev,))
+            deps = recvs.get((npu, t.chunk), ())
+            ctrl = (prev,) if prev is not None else (() if deps else start)
+            node = trace.add_comm_send(f"{prefix}send c{t.chunk} to {t.dst}", t.dst, size, tag=tag_base + i,
+                                       deps=deps, ctrl_deps=ctrl)
+            sinks[npu].difference_update(deps, ctrl)
             last_send[(t.src, t.dst)] = node
-    return traces
+        sinks[npu].add(node)
+    return [tuple(sorted(s)) for s in sinks]
 
 
 def write_schedule_traces(schedule: Schedule, prefix: str | os.PathLike,

@@ -13,9 +13,9 @@ cycles; the next segment's instructions depend on them.
 from spec.isa import WORD_BYTES, Mem, Opcode, Queue, bytes_to_words, decode
 
 from . import CompileError
-from .chakra import Trace, write_traces
+from .chakra import Trace
 
-__all__ = ["program_trace", "model_trace", "write_model_traces", "insn_cost"]
+__all__ = ["program_trace", "model_trace", "insn_cost", "host_node"]
 
 FIFO_OF = {("pop_prev", Queue.COMPUTE): (Queue.LOAD, Queue.COMPUTE),
            ("pop_next", Queue.COMPUTE): (Queue.STORE, Queue.COMPUTE),
@@ -91,26 +91,24 @@ def program_trace(config, words: list[int], trace: Trace, *, clock_mhz: float = 
     return [n for n in last.values() if n is not None]
 
 
+def host_node(model, op, trace: Trace, *, clock_mhz: float = 100.0, after: tuple[int, ...] = ()) -> int:
+    """Append host op ``op`` of ``model`` (a COMP node of its estimated cycles, after
+    ``after``) to ``trace``; returns its id."""
+    cycles = next(h["estimated_cycles"] for h in model.manifest["host_ops"] if h["name"] == op.name)
+    return trace.add_comp(f"host:{op.name}:{op.kind}", cycles, int(sum(op.shape)),
+                          ctrl_deps=after, duration_micros=max(1, round(cycles / clock_mhz)))
+
+
 def model_trace(model, npu: int = 0, *, clock_mhz: float = 100.0) -> Trace:
     """The trace of one run of a compiled model (:class:`compiler.model.CompiledModel`)."""
     trace = Trace(npu)
     after: tuple[int, ...] = ()
-    host = {h["name"]: h for h in model.manifest["host_ops"]}
     for kind, item in model.steps:
         if kind == "host":
-            cycles = host[item.name]["estimated_cycles"]
-            node = trace.add_comp(f"host:{item.name}:{item.kind}", cycles, int(sum(item.shape)),
-                                  ctrl_deps=after, duration_micros=max(1, round(cycles / clock_mhz)))
-            after = (node,)
+            after = (host_node(model, item, trace, clock_mhz=clock_mhz, after=after),)
             continue
         seg = model.segments[item]
         words = bytes_to_words(seg.dram[seg.prog_addr:seg.prog_addr + seg.prog_len * WORD_BYTES])
         after = tuple(program_trace(model.config, words, trace, clock_mhz=clock_mhz, prefix=f"seg{item}:",
                                     after=after))
     return trace
-
-
-def write_model_traces(model, prefix, *, npus: int = 1, clock_mhz: float = 100.0) -> list:
-    """``PREFIX.<npu>.et`` for ``npus`` NPUs each running the model (data parallel, no
-    collectives: ``compiler.scaleout`` adds them)."""
-    return write_traces(prefix, [model_trace(model, npu, clock_mhz=clock_mhz) for npu in range(npus)])

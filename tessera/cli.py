@@ -214,7 +214,7 @@ def demo_command(out):
 BENCHES = {"nm-core": ".bench.nm_core", "tasd": ".bench.tasd", "train-nm": ".bench.train_nm",
            "accel": ".bench.accel", "compile": ".bench.compile",
            "gear": ".bench.gear", "lp": ".bench.lp", "sushi": ".bench.sushi", "sweep": ".bench.sweep",
-           "tacos": ".bench.tacos"}
+           "tacos": ".bench.tacos", "scaleout": ".bench.scaleout"}
 
 
 @cli.command("bench")
@@ -620,11 +620,33 @@ def fuzz_command(programs, sim, seed, batch, illegal, out, build_dir):
 @click.option("--batch", default=1, show_default=True, help="inputs per program run")
 @click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--chakra", default=None, help="also write the program as Chakra execution traces PREFIX.<npu>.et")
-def compile_command(model, out, calib, calib_count, core, rows, topn, budget, batch, seed, chakra):
+@click.option("--npus", type=int, default=1, show_default=True, help="NPUs the traces run on")
+@click.option("--parallel", type=click.Choice(["data", "tensor"]), default="data", show_default=True,
+              help="data: each NPU runs the model on its own batch; tensor: each layer's outputs split across NPUs")
+@click.option("--collective", type=click.Choice(["coll", "tacos"]), default="coll", show_default=True,
+              help="tensor parallel: All-Gathers as COMM_COLL nodes, or TACOS send/receive schedules")
+@click.option("--topology", default=None, help="the network for --collective tacos (a YAML file or e.g. ring:4)")
+@click.option("--bandwidth", type=float, default=50.0, show_default=True, help="GB/s of generated topology links")
+@click.option("--latency", type=float, default=0.5, show_default=True, help="us of generated topology links")
+@click.option("--clock-mhz", type=float, default=100.0, show_default=True, help="accelerator clock of trace durations")
+def compile_command(model, out, calib, calib_count, core, rows, topn, budget, batch, seed, chakra, npus, parallel,
+                    collective, topology, bandwidth, latency, clock_mhz):
     """Compile MODEL (a registered model, a train-nm folder or a .pt2 file) for the accelerator."""
     from compiler.model import compile_model
+    from compiler.scaleout import check_options
     from compiler.sources import load_source
 
+    if not chakra and (npus != 1 or parallel != "data" or collective != "coll" or topology):
+        raise click.UsageError("--npus, --parallel, --collective and --topology describe the Chakra traces: "
+                               "give --chakra PREFIX")
+    topo = None
+    if topology:
+        from golden.tacos import parse_topology
+
+        topo = parse_topology(topology, bandwidth, latency)
+    check_options(npus, parallel, collective, topo)
+    if not clock_mhz > 0:
+        raise click.UsageError(f"--clock-mhz must be > 0, not {clock_mhz}")
     changes = {}
     if core is not None:
         try:
@@ -653,6 +675,11 @@ def compile_command(model, out, calib, calib_count, core, rows, topn, budget, ba
     compiled.manifest["source"] = {"model": model, "calib": calib or f"{calib_count} samples (seed {seed})",
                                    "budget": budget}
     compiled.manifest["provenance"] = provenance(seed=seed, calibration=len(source.calib))
+    traces = None
+    if chakra:                                    # built before anything is written
+        from compiler.scaleout import scaleout_traces
+
+        traces = scaleout_traces(compiled, npus, parallel, clock_mhz=clock_mhz, collective=collective, topology=topo)
     compiled.save(out)
     click.echo(f"{'layer':12} {'op':7} {'weights':14} passes  n_active  instructions")
     for layer in compiled.manifest["layers"]:
@@ -661,11 +688,15 @@ def compile_command(model, out, calib, calib_count, core, rows, topn, budget, ba
                    f"{layer['n_active']:8}  seg{layer['segment']} {first}..{last}")
     for op in compiled.manifest["host_ops"]:
         click.echo(f"{op['name']:12} {op['kind']:7} (host)")
-    if chakra:
-        from compiler.trace import write_model_traces
+    if traces:
+        from compiler.chakra import write_traces
 
-        paths = write_model_traces(compiled, chakra)
-        click.echo(f"wrote {len(paths)} Chakra trace(s): {paths[0]}")
+        paths = write_traces(chakra, traces)
+        gathers = "COMM_COLL nodes" if collective == "coll" else f"TACOS schedules on {topo.name}"
+        how = ("each on its own batch" if parallel == "data" else
+               f"every layer split across them, All-Gathers as {gathers}")
+        click.echo(f"wrote {len(paths)} Chakra trace(s) {chakra}.<npu>.et ({parallel} parallel on {npus} NPU(s), "
+                   f"{how if npus > 1 else 'one NPU'})")
     click.echo(f"wrote {out}: {len(compiled.segments)} segment(s), "
                f"{sum(s.prog_len for s in compiled.segments)} instructions")
 

@@ -9,68 +9,24 @@ generated at ``50 * 2^30 / 1e9`` of ours; with 4 MiB chunks every link time is a
 number of ns (78125 + 500), which ASTRA-sim's integer cycles can represent exactly.
 """
 
-import os
-import re
-import shutil
-import subprocess
-from pathlib import Path
-
 import pytest
 
+from compiler import astra
 from compiler.chakra import CollectiveType, Trace, write_traces
 from compiler.collectives import replay_ps, schedule_traces, write_schedule_traces
 from golden.tacos import check, generate, synthesize
 
-ROOT = Path(__file__).resolve().parent.parent
-BANDWIDTH = 50 * 2**30 / 1e9              # our GB/s that equals ASTRA-sim's 50 "GB/s"
+BANDWIDTH = 50 * astra.GIB_PER_GB          # our GB/s that equals ASTRA-sim's 50 "GB/s"
 CHUNK = 4 << 20
 
-
-def _astra_sim() -> Path | None:
-    shared = [base / "shared" / "tools" / "astra-sim" / "astra-sim" for base in (ROOT.parent, ROOT.parent.parent)]
-    for candidate in (os.environ.get("ASTRA_SIM"), shutil.which("astra-sim"), *shared,
-                      Path("/work/shared/tools/astra-sim/astra-sim")):
-        if candidate and Path(candidate).is_file() and os.access(candidate, os.X_OK):
-            return Path(candidate)
-    return None
+pytestmark = pytest.mark.skipif(astra.find() is None, reason=astra.missing() or "")
 
 
-ASTRA = _astra_sim()
-pytestmark = pytest.mark.skipif(ASTRA is None, reason="ASTRA-sim not found ($ASTRA_SIM, astra-sim on PATH, "
-                                                      "../shared/tools/astra-sim): it has no package to install")
-
-
-def _network(tmp_path: Path, dims: list[int]) -> Path:
-    """An ASTRA-sim network config: one bidirectional Ring per dimension (a ring or a torus)."""
-    path = tmp_path / f"net_{'x'.join(map(str, dims))}.yml"
-    k = len(dims)
-    path.write_text(f"topology: [ {', '.join(['Ring'] * k)} ]\nnpus_count: [ {', '.join(map(str, dims))} ]\n"
-                    f"bandwidth: [ {', '.join(['50.0'] * k)} ]\nlatency: [ {', '.join(['500.0'] * k)} ]\n")
-    return path
-
-
-def _system(tmp_path: Path) -> tuple[Path, Path]:
-    system = tmp_path / "system.json"
-    system.write_text('{"scheduling-policy": "LIFO", "endpoint-delay": 10, "active-chunks-per-dimension": 1,\n'
-                      ' "preferred-dataset-splits": 4, "all-reduce-implementation": ["ring"],\n'
-                      ' "all-gather-implementation": ["ring"], "reduce-scatter-implementation": ["ring"],\n'
-                      ' "all-to-all-implementation": ["ring"], "collective-optimization": "localBWAware",\n'
-                      ' "local-mem-bw": 1600, "boost-mode": 0, "roofline-enabled": 0, "peak-perf": 900}\n')
-    memory = tmp_path / "memory.json"
-    memory.write_text('{"memory-type": "NO_MEMORY_EXPANSION"}\n')
-    return system, memory
-
-
-def _run(prefix: Path, network: Path, tmp_path: Path, npus: int) -> list[int]:
+def _run(prefix, network: astra.Network, tmp_path, npus: int) -> list[int]:
     """ASTRA-sim's finish cycle (ns) of every NPU."""
-    system, memory = _system(tmp_path)
-    proc = subprocess.run([str(ASTRA), f"--workload-configuration={prefix}", f"--system-configuration={system}",
-                           f"--remote-memory-configuration={memory}", f"--network-configuration={network}"],
-                          capture_output=True, text=True, timeout=120)
-    finished = {int(npu): int(cycles)
-                for npu, cycles in re.findall(r"sys\[(\d+)\] finished, (\d+) cycles", proc.stdout)}
-    assert sorted(finished) == list(range(npus)), proc.stdout[-2000:] + proc.stderr[-2000:]
-    return [finished[i] for i in range(npus)]
+    result = astra.run(prefix, network, astra.System(), workdir=tmp_path / f"{prefix.name}.astra")
+    assert len(result.finished_ns) == npus
+    return list(result.finished_ns)
 
 
 @pytest.mark.parametrize("collective, chunks", [("all-gather", 1), ("all-gather", 2), ("all-reduce", 2)])
@@ -83,7 +39,7 @@ def test_unidirectional_ring_runs_in_astra_sim_exactly_as_scheduled(tmp_path, co
     schedule = synthesize(topo, collective, chunks, CHUNK, seed=1, policy="fifo")
     check(schedule, topo)
     write_schedule_traces(schedule, tmp_path / "tacos", topo)
-    cycles = _run(tmp_path / "tacos", _network(tmp_path, [8]), tmp_path, 8)
+    cycles = _run(tmp_path / "tacos", astra.Network.ring(8), tmp_path, 8)
     assert max(cycles) * 1000 == schedule.time_ps
 
 
@@ -99,7 +55,7 @@ def test_multi_link_schedules_match_the_one_send_in_flight_model(tmp_path, spec,
     schedule = synthesize(topo, collective, 1, CHUNK, seed=0)
     traces = schedule_traces(schedule, topo)
     write_traces(tmp_path / "tacos", traces)
-    cycles = _run(tmp_path / "tacos", _network(tmp_path, dims), tmp_path, topo.npus)
+    cycles = _run(tmp_path / "tacos", astra.Network.torus(*dims), tmp_path, topo.npus)
     assert max(cycles) * 1000 == replay_ps(traces, topo, sends_in_flight=1)
     assert max(cycles) * 1000 > schedule.time_ps == replay_ps(traces, topo)
 
@@ -110,7 +66,7 @@ def test_comm_coll_nodes_run_as_astra_sims_own_collectives(tmp_path):
     bandwidth term of a ring All-Gather in our link model; its All-Reduce of the same buffer
     grows by at least the bandwidth bound 2 (N-1)/N * D / bandwidth and at most 10 % more."""
     n, bytes_per_ns = 8, 50 * 2**30 / 1e9
-    network = _network(tmp_path, [n])
+    network = astra.Network.ring(n)
 
     def run(kind, size):
         traces = [Trace(i) for i in range(n)]
