@@ -21,8 +21,10 @@ from spec import ConfigError
 from synth import SynthError
 from verif import VerifError
 
-from .blocks import BLOCKS, Block
 from golden.models import MODELS
+from golden.sparse_train.recipe import RECIPES
+
+from .blocks import BLOCKS, Block
 
 #: Exceptions a user can cause; the CLI reports them in one line.
 USER_ERRORS = (ConfigError, GoldenError, CompileError, VerifError, SynthError)
@@ -171,7 +173,9 @@ def bench_command(what, out, jobs):
               help="budget: max top-1 drop on the calibration batch, in points [default: 1.0]")
 @click.option("--max-error", type=float, default=None,
               help="budget: max relative error of the model output (instead of --max-drop)")
-@click.option("--calib", default=512, show_default=True, help="calibration samples (training split)")
+@click.option("--calib", type=int, default=None,
+              help="calibration samples: digits images of the training split [default: 512], or "
+                   "MiniLM sentences of the corpus' calibration split [default: 24]")
 @click.option("--seed", default=0, show_default=True, help="seed of the calibration batch")
 @click.option("-o", "--out", default="tasder.json", show_default=True, type=click.Path(dir_okay=False))
 def tasder_command(model, core, rows, menu, max_drop, max_error, calib, seed, out):
@@ -255,43 +259,102 @@ def main(argv=None) -> int:
 
 
 @cli.command("train-nm")
-@click.option("--recipe", type=click.Choice(["dense", "srste", "mdgf-linear", "mdgf-exp", "sdgf"]),
-              default="sdgf", show_default=True)
+@click.option("--model", "model_name", type=click.Choice(["digits", "minilm"]), default="digits",
+              show_default=True, help="digits: the CNN from scratch; minilm: all-MiniLM-L6-v2 distilled "
+                                      "on the standard-library corpus (optional extra)")
+@click.option("--recipe", type=click.Choice(list(RECIPES)), default="sdgf", show_default=True)
 @click.option("--n", default=1, show_default=True, help="target N")
 @click.option("--m", default=8, show_default=True, help="target M")
-@click.option("--epochs", default=30, show_default=True)
-@click.option("--warmup", default=5, show_default=True, help="dense warm-up epochs")
-@click.option("--finetune", default=5, show_default=True, help="final epochs with a fixed binary mask")
+@click.option("--epochs", type=int, default=None, help="[default: digits 30, minilm 10]")
+@click.option("--warmup", type=int, default=None, help="dense warm-up epochs [default: digits 5, minilm 0]")
+@click.option("--finetune", type=int, default=None,
+              help="final epochs with a fixed binary mask [default: digits 5, minilm 2]")
 @click.option("--lam", default=2e-4, show_default=True, help="SR-STE's lambda (srste, sdgf)")
 @click.option("--decay", default=0.0, show_default=True,
               help="MDGF decay constant (0: linear 1.0, exp 8.0)")
 @click.option("--schedule", default="", help="SDGF stages of N, e.g. 7,4,2,1 [default: m-1 halving to n]")
+@click.option("--steps", type=int, default=None, help="minilm: steps per epoch [default: the benchmark's]")
+@click.option("--batch", type=int, default=None, help="minilm: sentences per step [default: the benchmark's]")
 @click.option("--seed", default=0, show_default=True)
 @click.option("-o", "--out", default="train_out", show_default=True, type=click.Path(file_okay=False))
-def train_nm_command(recipe, n, m, epochs, warmup, finetune, lam, decay, schedule, seed, out):
-    """Train the digits CNN to an N:M target; save the model and its compressed weights."""
+def train_nm_command(model_name, recipe, n, m, epochs, warmup, finetune, lam, decay, schedule, steps,
+                     batch, seed, out):
+    """Train a model to an N:M target; save the checkpoint and its compressed weights."""
     from rich.progress import Progress
 
-    from golden import digits
     from golden.sparse_train import Recipe
-
-    from .train_tools import save_model, train_digits
+    from golden.sparse_train.export import save_model
 
     try:
         stages = tuple(int(v) for v in schedule.split(",")) if schedule else ()
     except ValueError:
         raise click.UsageError(f"--schedule must be comma-separated integers, not {schedule!r}") from None
+    defaults = {"digits": (30, 5, 5), "minilm": (10, 0, 2)}[model_name]
+    epochs, warmup, finetune = (d if v is None else v for v, d in zip((epochs, warmup, finetune), defaults))
     r = Recipe(kind=recipe, n=n, m=m, epochs=epochs, warmup=warmup, finetune=finetune, lam=lam,
                decay=decay, schedule=stages)
-    with Progress() as progress:
+    with Progress(transient=True) as progress:
         task = progress.add_task(f"{recipe} {n}:{m}", total=epochs)
-        model = train_digits(r, seed, lambda epoch, loss: progress.update(
-            task, advance=1, description=f"{recipe} {n}:{m} loss {loss:.3f}"))
-    meta = save_model(model, r, Path(out))
-    data = digits.load_data()
-    click.echo(f"test top-1 {digits.accuracy(model, data.x_test, data.y_test):.2f}% "
-               f"({recipe}, {n}:{m}, {epochs} epochs, seed {seed}); sparse layers: "
-               f"{', '.join(meta['layers']) or 'none'}; wrote {out}/model.pt, nm_weights.npz, recipe.json")
+        report = lambda epoch, loss: progress.update(   # noqa: E731
+            task, advance=1, description=f"{recipe} {n}:{m} loss {loss:.4f}")
+        if model_name == "digits":
+            from golden import digits
+            from golden.sparse_train.digits import DENSE_LAYERS, train_digits
+
+            model = train_digits(r, seed, report)
+            data = digits.load_data()
+            top1 = digits.accuracy(model, data.x_test, data.y_test)
+            meta = save_model(model, r, Path(out), DENSE_LAYERS, {"model": "digits", "seed": seed,
+                                                                 "test_top1": top1})
+            quality = f"test top-1 {top1:.2f}%"
+        else:
+            from dataclasses import asdict, replace
+
+            from golden import minilm
+            from golden.sparse_train import distil
+
+            from .bench.train_nm import MINILM_BUDGET
+
+            budget = replace(MINILM_BUDGET, **{k: v for k, v in (("steps", steps), ("batch", batch))
+                                                if v is not None})
+            run = distil.distil(r, minilm.corpus(), seed, budget, progress=report)
+            meta = save_model(run.model, r, Path(out), (), {
+                "model": "minilm", "seed": seed, "budget": asdict(budget), "corpus": minilm.corpus().describe(),
+                "test_cosine": run.cosine, "flops": run.flops, "noise": run.noise})
+            quality = (f"test cosine to the teacher {run.cosine['mean']:.4f} (+- {run.cosine['std']:.4f}, "
+                       f"{run.cosine['sentences']} sentences, {run.seconds:.0f} s)")
+    click.echo(f"{quality} ({recipe}, {n}:{m}, {epochs} epochs, seed {seed}); sparse layers: "
+               f"{len(meta['layers']) or 'none'}; wrote {out}/model.pt, nm_weights.npz, recipe.json")
+
+
+@cli.command("eval-nm")
+@click.argument("folder", type=click.Path(file_okay=False))
+def eval_nm_command(folder):
+    """Load a train-nm checkpoint, check that it is exactly N:M, print its test quality."""
+    from golden.sparse_train.export import load_state, read_meta
+
+    meta, recipe = read_meta(Path(folder))
+    kind = meta.get("model", "digits")
+    if kind == "minilm":
+        from golden import minilm
+        from golden.sparse_train import distil
+
+        budget = distil.DistilBudget(**meta.get("budget", {}))
+        model, _ = load_state(distil.new_student(), Path(folder))
+        test = minilm.corpus().test
+        cos = distil.test_cosine(model, test[:budget.test_sentences] if budget.test_sentences else test,
+                                 budget.max_tokens)
+        quality = f"test cosine to the teacher {cos['mean']:.4f} ({cos['sentences']} sentences)"
+    elif kind == "digits":
+        from golden import digits
+
+        model, _ = load_state(digits.DigitsCNN(), Path(folder))
+        data = digits.load_data()
+        quality = f"test top-1 {digits.accuracy(model, data.x_test, data.y_test):.2f}%"
+    else:
+        raise GoldenError(f"checkpoint {folder!r} is of an unknown model {kind!r}")
+    click.echo(f"{folder}: {kind}, {recipe.kind} {recipe.n}:{recipe.m}, every sparse layer exactly "
+               f"{recipe.n}:{recipe.m}; {quality}")
 
 
 if __name__ == "__main__":

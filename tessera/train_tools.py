@@ -1,80 +1,29 @@
-"""N:M training on the digits CNN: the ``tessera train-nm`` command, the training
-benchmark and the one-layer hardware check share these helpers."""
+"""The one-layer hardware check of an N:M-trained model (a verification job: issue 10
+moves it to verif/). Training itself lives in :mod:`golden.sparse_train`."""
 
 import json
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from golden import digits, nm, sparse_train
-from golden.lowering import input_matrix, matmul_layers, weight_matrix
+from golden.sparse_train.digits import digits_operands
 from hw.nm_core import NMCore
 from spec.nm_core import NMCoreConfig
 from verif.runner import run_bench
 
-__all__ = ["DENSE_LAYERS", "train_digits", "save_model", "layer_operands", "run_layer_on_core"]
-
-#: The first convolution (K = 9: one input channel) has no room for N:M groups; it stays
-#: dense, as is usual for a network's first layer.
-DENSE_LAYERS = ("conv1",)
-
-
-def train_digits(recipe: sparse_train.Recipe, seed: int, progress=None) -> torch.nn.Module:
-    data = digits.load_data()
-    torch.manual_seed(seed)
-    model = digits.DigitsCNN()
-    return sparse_train.train(model, recipe, data.x_train, data.y_train, seed=seed,
-                              dense_layers=DENSE_LAYERS, progress=progress)
-
-
-def save_model(model: torch.nn.Module, recipe: sparse_train.Recipe, out: Path) -> dict:
-    """Write ``model.pt`` (state dict) and ``nm_weights.npz``: per sparse layer the
-    compressed float weights and their int8 quantization (values, indices, scale)."""
-    out.mkdir(parents=True, exist_ok=True)
-    torch.save(model.state_dict(), out / "model.pt")
-    arrays, summary = {}, {}
-    for layer in matmul_layers(model):
-        if layer.name in DENSE_LAYERS or recipe.kind == "dense":
-            continue
-        w = weight_matrix(layer.module)
-        values, indices = nm.compress(w, recipe.n, recipe.m)
-        q, scale = sparse_train.quantize_int8(w)
-        qv, qi = nm.compress(q, recipe.n, recipe.m)
-        arrays.update({f"{layer.name}.values": values.numpy(), f"{layer.name}.indices": indices.numpy(),
-                       f"{layer.name}.int8_values": qv, f"{layer.name}.int8_indices": qi,
-                       f"{layer.name}.int8_scale": np.array(scale)})
-        summary[layer.name] = {"shape": list(w.shape), "groups": int(values.shape[1])}
-    np.savez(out / "nm_weights.npz", **arrays)
-    meta = {"recipe": recipe.__dict__ | {"schedule": list(recipe.stages)}, "layers": summary}
-    (out / "recipe.json").write_text(json.dumps(meta, indent=2, default=list) + "\n")
-    return meta
-
-
-def layer_operands(model: torch.nn.Module, name: str, samples: int = 4) -> tuple[np.ndarray, np.ndarray]:
-    """int8 weights ``W[out, K]`` of layer ``name`` and int8 activations ``X[K, cols]``
-    (its real inputs for the first ``samples`` test images), each symmetric per tensor."""
-    data = digits.load_data()
-    module = dict(model.named_modules())[name]
-    captured = {}
-
-    def capture(mod, args, output):
-        captured["x"] = args[0]          # returns None: the output is left alone
-
-    handle = module.register_forward_hook(capture)
-    with torch.no_grad():
-        model(data.x_test[:samples])
-    handle.remove()
-    w, _ = sparse_train.quantize_int8(weight_matrix(module))
-    x, _ = sparse_train.quantize_int8(input_matrix(module, captured["x"]))
-    return w, x.T.copy()
+__all__ = ["run_layer_on_core"]
 
 
 def run_layer_on_core(model, name: str, n: int, m: int, out: Path, sim: str = "verilator",
-                      rows: int = 8) -> dict:
-    """Run layer ``name`` of a trained n:m model through the N:M core's RTL (cocotb)."""
+                      rows: int = 8, operands: tuple[np.ndarray, np.ndarray] | None = None) -> dict:
+    """Run layer ``name`` of a trained n:m model through the N:M core's RTL (cocotb).
+
+    ``operands``: int8 ``(W[out, K], X[K, cols])`` to run
+    (:func:`golden.sparse_train.export.layer_operands`); default: the layer's inputs on
+    the first digits test images (:func:`golden.sparse_train.digits.digits_operands`).
+    """
     out.mkdir(parents=True, exist_ok=True)
-    w, x = layer_operands(model, name)
+    w, x = operands if operands is not None else digits_operands(model, name)
     np.savez(out / f"{name}.npz", w=w, x=x)
     cfg = NMCoreConfig(n=n, m=m, rows=rows)
     result_file = (out / f"{name}_{sim}.json").resolve()
