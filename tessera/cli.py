@@ -342,7 +342,7 @@ def eval_nm_command(folder):
         budget = distil.DistilBudget(**meta.get("budget", {}))
         model, _ = load_state(distil.new_student(), Path(folder))
         test = minilm.corpus().test
-        cos = distil.test_cosine(model, test[:budget.test_sentences] if budget.test_sentences else test,
+        cos = distil.student_cosine(model, test[:budget.test_sentences] if budget.test_sentences else test,
                                  budget.max_tokens)
         quality = f"test cosine to the teacher {cos['mean']:.4f} ({cos['sentences']} sentences)"
     elif kind == "digits":
