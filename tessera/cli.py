@@ -273,8 +273,8 @@ def main(argv=None) -> int:
 @click.option("--decay", default=0.0, show_default=True,
               help="MDGF decay constant (0: linear 1.0, exp 8.0)")
 @click.option("--schedule", default="", help="SDGF stages of N, e.g. 7,4,2,1 [default: m-1 halving to n]")
-@click.option("--steps", type=int, default=None, help="minilm: steps per epoch [default: the benchmark's]")
-@click.option("--batch", type=int, default=None, help="minilm: sentences per step [default: the benchmark's]")
+@click.option("--steps", type=int, default=None, help="minilm: steps per epoch [default: 15]")
+@click.option("--batch", type=int, default=None, help="minilm: sentences per step [default: 32]")
 @click.option("--seed", default=0, show_default=True)
 @click.option("-o", "--out", default="train_out", show_default=True, type=click.Path(file_okay=False))
 def train_nm_command(model_name, recipe, n, m, epochs, warmup, finetune, lam, decay, schedule, steps,
@@ -313,10 +313,8 @@ def train_nm_command(model_name, recipe, n, m, epochs, warmup, finetune, lam, de
             from golden import minilm
             from golden.sparse_train import distil
 
-            from .bench.train_nm import MINILM_BUDGET
-
-            budget = replace(MINILM_BUDGET, **{k: v for k, v in (("steps", steps), ("batch", batch))
-                                                if v is not None})
+            budget = replace(distil.DistilBudget(), **{k: v for k, v in (("steps", steps), ("batch", batch))
+                                                       if v is not None})
             run = distil.distil(r, minilm.corpus(), seed, budget, progress=report)
             meta = save_model(run.model, r, Path(out), (), {
                 "model": "minilm", "seed": seed, "budget": asdict(budget), "corpus": minilm.corpus().describe(),

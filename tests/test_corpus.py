@@ -103,3 +103,21 @@ def test_the_standard_library_corpus_is_deterministic_and_recorded(tmp_path, mon
         assert corpus.extract() == a.sentences
     finally:
         corpus.extract.cache_clear()
+
+
+def test_too_few_sentences_is_one_line_from_the_cli(tmp_path, monkeypatch, capsys):
+    """An interpreter whose standard library yields too few sentences: the command that
+    needs them stops with one line that says how many there are."""
+    from tessera.cli import main
+
+    monkeypatch.setenv("TESSERA_CACHE", str(tmp_path / "cache"))
+    root = _fake_stdlib(tmp_path / "lib", {"alpha.py": "This tiny library has exactly one sentence of prose."})
+    monkeypatch.setattr(corpus, "_stdlib", lambda: root)
+    corpus.load.cache_clear()
+    try:
+        assert main(["train-nm", "--model", "minilm", "-o", str(tmp_path / "out")]) == 1
+    finally:
+        corpus.load.cache_clear()
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "yields only 1 usable sentences" in err
+    assert not (tmp_path / "out").exists()

@@ -51,7 +51,7 @@ EPOCHS = dict(epochs=30, warmup=5, finetune=5)
 #: MiniLM: every recipe gets these epochs (no dense warm-up: the student starts as the
 #: teacher, whose loss is 0) and this budget per epoch.
 MINILM_RECIPE = dict(epochs=10, warmup=0, finetune=2)
-MINILM_BUDGET = DistilBudget(steps=10, batch=32, lr=1e-3, max_tokens=64)
+MINILM_BUDGET = DistilBudget()
 #: The MiniLM layer run on the core: the first block's query projection (384 x 384).
 MINILM_LAYER = "bert.encoder.layer.0.attention.self.query"
 
