@@ -167,6 +167,7 @@ def run_minilm(out: Path, jobs: int = 2, plan: MinilmPlan = MINILM_PLAN) -> dict
 
     from golden import minilm
 
+    out.mkdir(parents=True, exist_ok=True)
     text = minilm.corpus()
     started = time.monotonic()
     torch.set_num_threads(max(1, jobs))
@@ -188,8 +189,11 @@ def run_minilm(out: Path, jobs: int = 2, plan: MinilmPlan = MINILM_PLAN) -> dict
                 max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
                 initializer=_init_worker, initargs=(teacher,)))
             done = pool.map(_one_run, items)
+        log = stack.enter_context((out / "minilm_runs.jsonl").open("w"))   # each run as it ends
         for item, summary in zip(items, done):
             results.setdefault(item[:3], []).append(summary)
+            log.write(json.dumps(summary) + "\n")
+            log.flush()
             progress.advance(task)
     sections = [text.line(), _minilm_table(results, plan), *_minilm_verdicts(results, plan),
                 _noise_table(results, plan)]
