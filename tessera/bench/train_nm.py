@@ -20,8 +20,9 @@
    decompressed with golden.nm (exactly equal).
 
 The MiniLM runs go to ``jobs`` worker processes of one torch thread each (runs are
-seeded and deterministic on one thread). Figures go to ``<out>/train_bench.json`` and
-``.md``.
+seeded and deterministic on one thread), the sparsest targets first, each logged to
+``<out>/minilm_runs.jsonl`` as it ends; the digits CNN trains meanwhile in the main
+process (one thread). Figures go to ``<out>/train_bench.json`` and ``.md``.
 """
 
 from __future__ import annotations
@@ -160,9 +161,11 @@ def _teacher_table(plan: MinilmPlan, text) -> dict:
     return dict(distil._TEACHER)
 
 
-def run_minilm(out: Path, jobs: int = 2, plan: MinilmPlan = MINILM_PLAN) -> dict:
-    """Every run of ``plan`` in ``jobs`` worker processes; the kept student checked on the
-    core. Returns the JSON-able summary (``sections``: the printed text)."""
+def run_minilm(out: Path, jobs: int = 2, plan: MinilmPlan = MINILM_PLAN, while_running=None) -> dict:
+    """Every run of ``plan`` in ``jobs`` worker processes (the sparsest targets first); the
+    kept student checked on the core. ``while_running()`` is called once the runs are
+    under way (the digits table trains meanwhile). Returns the JSON-able summary
+    (``sections``: the printed text)."""
     import torch
 
     from golden import minilm
@@ -177,10 +180,9 @@ def run_minilm(out: Path, jobs: int = 2, plan: MinilmPlan = MINILM_PLAN) -> dict
     recipe_kw = dict(plan.recipe)
     keep_dir = out / "minilm-student"
     items = [(k, n, m, s, asdict(plan.budget), recipe_kw, str(keep_dir) if (k, n, m, s) == plan.keep else None)
-             for k, n, m, s in plan.runs()]
+             for k, n, m, s in sorted(plan.runs(), key=lambda r: -r[2] / r[1])]
     results: dict[tuple[str, int, int], list[dict]] = {}
-    with Progress() as progress, contextlib.ExitStack() as stack:
-        task = progress.add_task("MiniLM: distilling", total=len(items))
+    with contextlib.ExitStack() as stack:
         if jobs <= 1:                       # in this process (tests, small plans)
             _init_worker({})
             done = map(_one_run, items)
@@ -188,13 +190,17 @@ def run_minilm(out: Path, jobs: int = 2, plan: MinilmPlan = MINILM_PLAN) -> dict
             pool = stack.enter_context(ProcessPoolExecutor(
                 max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
                 initializer=_init_worker, initargs=(teacher,)))
-            done = pool.map(_one_run, items)
+            done = pool.map(_one_run, items)          # every run submitted now
         log = stack.enter_context((out / "minilm_runs.jsonl").open("w"))   # each run as it ends
+        extra = while_running() if while_running else None
+        progress = stack.enter_context(Progress())
+        task = progress.add_task("MiniLM: distilling", total=len(items))
         for item, summary in zip(items, done):
             results.setdefault(item[:3], []).append(summary)
             log.write(json.dumps(summary) + "\n")
             log.flush()
             progress.advance(task)
+    results = {key: results[key] for key in sorted(results, key=lambda k: (k[2] / k[1], plan.recipes.index(k[0])))}
     sections = [text.line(), _minilm_table(results, plan), *_minilm_verdicts(results, plan),
                 _noise_table(results, plan)]
     wall = [s["seconds"] for runs in results.values() for s in runs]
@@ -210,7 +216,7 @@ def run_minilm(out: Path, jobs: int = 2, plan: MinilmPlan = MINILM_PLAN) -> dict
         sections.append(hardware["line"])
     return {"corpus": text.describe(), "budget": asdict(plan.budget), "recipe": recipe_kw,
             "runs": {f"{k}-{n}:{m}": runs for (k, n, m), runs in results.items()},
-            "timing": timing, "hardware": hardware, "sections": sections}
+            "timing": timing, "hardware": hardware, "sections": sections, "while_running": extra}
 
 
 def _cos(runs) -> list[float]:
@@ -297,39 +303,49 @@ def _check_student(folder: Path, plan: MinilmPlan, out: Path) -> dict:
 
 
 def run_bench(out: Path, jobs: int = 2, *, digits: bool = True, minilm_plan: MinilmPlan | None = MINILM_PLAN) -> dict:
+    """Both tables; the digits CNN trains in this process while the MiniLM runs go on in
+    the workers. Prints everything at the end, digits first."""
     from golden import minilm
-
-    from ..train_tools import run_layer_on_core
 
     out.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     sections, summary = [], {}
+
+    def digits_part() -> dict:
+        text, result, models = _digits(out)
+        result["layer_on_core"] = _digits_layer(models["sdgf-1:8"], out)
+        result["sections"] = [*text, result["layer_on_core"]["line"]]
+        return result
+
+    missing = minilm.available() if minilm_plan is not None else "not asked for"
+    if minilm_plan is not None and not missing:
+        summary["minilm"] = run_minilm(out, jobs, minilm_plan, while_running=digits_part if digits else None)
+        summary["digits"] = summary["minilm"].pop("while_running")
+    elif digits:
+        summary["digits"] = digits_part()
     if digits:
         click.secho("== 1. Digits CNN: top-1 (%) on the test split", bold=True)
-        text, summary["digits"], models = _digits(out)
-        click.echo("\n".join(text))
-        sections += text
-        layer = run_layer_on_core(models["sdgf-1:8"], "fc1", 1, 8, out / "layer")
-        layer_line = (f"fc1 of the SDGF 1:8 model (seed 0), int8, {layer['shape'][0]}x{layer['shape'][1]} "
-                      f"@ {layer['shape'][1]}x{layer['shape'][2]} on an 8-row 1:8 core (Verilator): "
-                      f"{layer['outputs']} outputs, {layer['mismatches']} mismatches against golden.nm.matmul "
-                      f"({layer['nonzero_weights']} non-zero weights)")
-        click.echo(layer_line)
-        sections.append(layer_line)
-        summary["digits"]["layer_on_core"] = layer
+        click.echo("\n".join(summary["digits"]["sections"]))
+        sections += summary["digits"].pop("sections")
     if minilm_plan is not None:
-        missing = minilm.available()
         click.secho("\n== 2. all-MiniLM-L6-v2 distilled into N:M students: test cosine to the teacher",
                     bold=True)
-        if missing:
-            sections.append(f"MiniLM: skipped: {missing}")
-            click.echo(sections[-1])
-        else:
-            summary["minilm"] = run_minilm(out, jobs, minilm_plan)
-            click.echo("\n\n".join(summary["minilm"]["sections"]))
-            sections += summary["minilm"]["sections"]
+        more = summary["minilm"]["sections"] if "minilm" in summary else [f"MiniLM: skipped: {missing}"]
+        click.echo("\n\n".join(more))
+        sections += more
     summary["seconds"] = round(time.monotonic() - started, 1)
     click.echo(f"\nbenchmark wall time {summary['seconds']:.0f} s; figures: {out / 'train_bench.json'}")
     (out / "train_bench.json").write_text(json.dumps(summary, indent=2) + "\n")
     (out / "train_bench.md").write_text("\n\n".join(sections) + "\n")
     return summary
+
+
+def _digits_layer(model, out: Path) -> dict:
+    from ..train_tools import run_layer_on_core
+
+    layer = run_layer_on_core(model, "fc1", 1, 8, out / "layer")
+    layer["line"] = (f"fc1 of the SDGF 1:8 model (seed 0), int8, {layer['shape'][0]}x{layer['shape'][1]} "
+                     f"@ {layer['shape'][1]}x{layer['shape'][2]} on an 8-row 1:8 core (Verilator): "
+                     f"{layer['outputs']} outputs, {layer['mismatches']} mismatches against golden.nm.matmul "
+                     f"({layer['nonzero_weights']} non-zero weights)")
+    return layer
