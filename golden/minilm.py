@@ -5,6 +5,11 @@ loaded with ``transformers`` with ``HF_HUB_OFFLINE=1``, so nothing is fetched. T
 and values of every self-attention layer are captured with forward hooks on the
 ``key``/``value`` projections and reshaped to ``(batch, heads=12, tokens, head_dim=32)``.
 
+Text: real sentences from :mod:`golden.corpus` (the running interpreter's standard
+library docstrings, split with :data:`CORPUS_SEED`); a report that uses them records
+``corpus().describe()``. :func:`template_sentences` (subject-verb-object sentences
+written for the project) remain for tests that need something tiny.
+
 :func:`available` says whether the extra is installed (tests skip visibly without it).
 """
 
@@ -20,49 +25,18 @@ import torch
 
 from . import GoldenError
 
-__all__ = ["available", "kv_cache", "TEXTS", "SENTENCES", "SentenceEmbedder", "pack_sentences",
-           "template_sentences"]
+__all__ = ["available", "kv_cache", "passages", "corpus", "CORPUS_SEED", "SentenceEmbedder",
+           "pack_sentences", "tokenizer", "template_sentences"]
 
-#: Input sentences (written for this project). Each is long enough for 128 tokens.
-TEXTS = (
-    "The harbour town woke slowly that winter. Fishermen checked their nets by lantern "
-    "light while the bakery on the corner pushed warm air and the smell of rye into the "
-    "street. Children walked to school along the sea wall, counting the gulls that stood "
-    "on the railings, and the ferry to the islands sounded its horn twice before leaving. "
-    "In the library the archivist sorted letters from the nineteenth century, most of "
-    "them about weather, prices of herring and the health of distant cousins. Nobody "
-    "expected the storm that evening, though the barometer in the harbour master's office "
-    "had been falling since noon, and the old pilots said the swell looked wrong. By "
-    "midnight the wind had torn two boats from their moorings and the lighthouse keeper "
-    "was awake, writing every gust into his log.",
-    "A compiler turns a description of a computation into instructions a machine can run. "
-    "Its front end parses the source text and checks types; the middle end rewrites the "
-    "program into simpler forms, removes work that is never used and moves loop-invariant "
-    "values out of loops; the back end chooses instructions, allocates registers and "
-    "schedules memory accesses so that the processor stays busy. Accelerators for neural "
-    "networks add their own concerns: tensors must be tiled to fit on-chip buffers, data "
-    "movement often costs more energy than arithmetic, and compressed formats such as "
-    "structured sparsity or low-bit quantization change which tiling is best. A good "
-    "compiler for such a machine therefore models the hardware closely and measures "
-    "rather than guesses.",
-    "She planted tomatoes, beans and a row of sunflowers along the fence, then spent the "
-    "summer arguing with slugs. Every morning she walked the beds with a torch and a jar, "
-    "and every evening she read about companion planting, copper tape and beer traps. By "
-    "August the sunflowers were taller than the shed, the beans had climbed into the "
-    "apple tree and the tomatoes, against all advice, were ripening in heavy red clusters. "
-    "Her neighbour, who had grown nothing but lawn for thirty years, started asking "
-    "questions over the fence and by September had dug up a corner for garlic and leeks. "
-    "The slugs, unimpressed by either of them, moved next door.",
-    "Measurements of the river showed that the flow doubled within six hours of heavy "
-    "rain on the hills, then fell back over three days. The survey team installed "
-    "pressure sensors at four bridges and logged the water level every five minutes, "
-    "sending the readings over a low-power radio link to a station in the valley. When "
-    "the spring floods came, the data let the council open the overflow gates earlier "
-    "than before and the low streets near the market stayed dry for the first time in a "
-    "decade. The team now plans to add rain gauges higher up, where the storms start, "
-    "and to publish the readings for anyone who wants to study them. Local "
-    "schools have already asked for a feed to use in their science lessons.",
-)
+#: The corpus split (:func:`golden.corpus.load`) every MiniLM figure draws its sentences from.
+CORPUS_SEED = 0
+
+
+def corpus():
+    """The standard-library sentence corpus, split with :data:`CORPUS_SEED`."""
+    from . import corpus as _corpus
+
+    return _corpus.load(CORPUS_SEED)
 
 
 def available() -> str | None:
@@ -93,23 +67,40 @@ def _model():
     return tokenizer, model
 
 
+def passages(tokens: int, count: int) -> list[str]:
+    """``count`` passages of at least ``tokens`` tokens each: consecutive test-split
+    sentences of :func:`corpus` joined with spaces (each sentence used once)."""
+    tokenizer, _ = _model()
+    sentences = corpus().test
+    out, current = [], []
+    for sentence in sentences:
+        current.append(sentence)
+        if len(tokenizer(" ".join(current))["input_ids"]) >= tokens:
+            out.append(" ".join(current))
+            current = []
+            if len(out) == count:
+                return out
+    raise GoldenError(f"the corpus' test split ({len(sentences)} sentences) gives only {len(out)} "
+                      f"passages of {tokens} tokens, not {count}")
+
+
 @functools.lru_cache(maxsize=4)
 def kv_cache(tokens: int = 128, batch: int = 2) -> tuple[np.ndarray, np.ndarray]:
-    """Keys and values of all 6 layers for ``batch`` of :data:`TEXTS`, ``tokens`` each.
+    """Keys and values of all 6 layers for ``batch`` :func:`passages` of real sentences,
+    truncated to ``tokens`` tokens each.
 
     Returns ``(k, v)``, both float64 of shape ``(layers=6, batch, heads=12, tokens, 32)``
     (read-only arrays: copy before changing them).
     """
-    if not 1 <= batch <= len(TEXTS):
-        raise GoldenError(f"batch must be in 1..{len(TEXTS)}, not batch={batch!r}")
+    if not 1 <= batch <= 64:
+        raise GoldenError(f"batch must be in 1..64, not batch={batch!r}")
+    if not 8 <= tokens <= 512:
+        raise GoldenError(f"tokens must be in 8..512, not tokens={tokens!r}")
     import torch
 
     tokenizer, model = _model()
-    enc = tokenizer(list(TEXTS[:batch]), truncation=True, max_length=tokens, padding=False,
+    enc = tokenizer(passages(tokens, batch), truncation=True, max_length=tokens, padding=False,
                     return_tensors=None)
-    short = [len(ids) for ids in enc["input_ids"] if len(ids) < tokens]
-    if short:
-        raise GoldenError(f"tokens={tokens} is more than the built-in texts give ({min(short)})")
     ids = torch.tensor(enc["input_ids"])
     heads = model.config.num_attention_heads
     head_dim = model.config.hidden_size // heads
@@ -140,27 +131,6 @@ def kv_cache(tokens: int = 128, batch: int = 2) -> tuple[np.ndarray, np.ndarray]
     return k, v
 
 
-#: Short sentences for measuring sentence-embedding fidelity (written for this project).
-SENTENCES = (
-    "The train to the coast leaves at seven every morning.",
-    "A structured-sparse tensor core skips half of the multiplications.",
-    "My grandmother kept bees behind the orchard wall.",
-    "Rainfall in the hills doubled the river's flow within hours.",
-    "The compiler tiles each matrix so that it fits the on-chip buffer.",
-    "He forgot his umbrella again and arrived soaked to the bone.",
-    "Quantized caches trade a little accuracy for a lot of memory.",
-    "The museum opens late on Thursdays during the summer.",
-    "She solved the puzzle by working backwards from the last clue.",
-    "Low-rank corrections recover most of the quantization error.",
-    "The bakery sells out of rye bread before noon.",
-    "Our team measured the latency of every layer on the prototype.",
-    "A fox crossed the field just as the sun came up.",
-    "The new bridge will carry both cyclists and trams.",
-    "Sparse training recipes struggle when only one weight in eight survives.",
-    "They argued about the recipe but agreed on the wine.",
-)
-
-
 class SentenceEmbedder(torch.nn.Module):
     """Packed ``[batch, 2, tokens]`` inputs (token ids, attention mask) -> L2-normalised
     mean-pooled embeddings, as sentence-transformers' all-MiniLM-L6-v2 computes them.
@@ -182,6 +152,11 @@ class SentenceEmbedder(torch.nn.Module):
         weights = mask.unsqueeze(-1).to(hidden.dtype)
         pooled = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1)
         return torch.nn.functional.normalize(pooled, dim=-1)
+
+
+def tokenizer():
+    """The model's tokenizer (loads the model once)."""
+    return _model()[0]
 
 
 def pack_sentences(sentences, max_tokens: int = 128):

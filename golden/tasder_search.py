@@ -168,6 +168,8 @@ def evaluate(bundle: ModelBundle, core: NMCoreConfig, menu: list[str], *,
         # Energy ~ cycles x (the core's power, unchanged), delay ~ cycles.
         "edp_reduction": 1 - cycle_ratio ** 2,
     }
+    if bundle.data is not None:
+        summary["data"] = bundle.data
     if bundle.labelled:
         reference = top1(bundle.model, {}, bundle.x_test, bundle.y_test)
         approximated = top1(bundle.model, result.choices, bundle.x_test, bundle.y_test)

@@ -26,6 +26,8 @@ from spec.accel import AcceleratorConfig
 from synth import SynthError
 from verif import VerifError
 
+from golden.sparse_train.recipe import RECIPES
+
 from .blocks import BLOCKS, Block
 from .options import SEED, FiniteFloat, OutputDir, OutputFile, provenance
 
@@ -275,7 +277,8 @@ def tacos_command(topology, collective, chunks, chunk_bytes, seed, policy, bandw
 @click.option("--max-error", type=FiniteFloat(min=0), default=None,
               help="budget: max relative error of the model output (instead of --max-drop)")
 @click.option("--calib", type=click.IntRange(min=1), default=None,
-              help="calibration samples from the training split (digits models) [default: 512]")
+              help="calibration samples: digits images of the training split [default: 512], or "
+                   "MiniLM sentences of the corpus' calibration split [default: 24]")
 @click.option("--seed", type=SEED, default=0, show_default=True, help="seed of the calibration batch")
 @click.option("-o", "--out", default="tasder.json", show_default=True, type=OutputFile("tasder.json"),
               help="JSON file (a folder: tasder.json in it)")
@@ -290,9 +293,6 @@ def tasder_command(model, core, rows, menu, max_drop, max_error, calib, seed, ou
 
     if max_drop is not None and max_error is not None:
         raise click.UsageError("give one budget: --max-drop or --max-error, not both")
-    if model == "minilm" and calib is not None:
-        raise click.UsageError("--calib applies to the digits models: minilm calibrates on its "
-                               "4 fixed texts (golden.minilm.TEXTS)")
     if max_drop is None and max_error is None:
         if model == "minilm":
             max_error = 0.14      # relative error of unit embeddings ~ mean cosine >= 0.99
@@ -300,7 +300,7 @@ def tasder_command(model, core, rows, menu, max_drop, max_error, calib, seed, ou
             max_drop = 1.0
     target = NMCoreConfig.from_nm(core, rows=rows)
     series = [s.strip() for s in menu.split(",")] if menu else default_menu(target)
-    bundle = load_model(model, 512 if calib is None else calib, seed)
+    bundle = load_model(model, calib, seed)
     with progress_bar(f"TASDER {model}", None) as report:
         summary = evaluate(bundle, target, series, max_drop=max_drop, max_error=max_error,
                            progress=lambda done, total: report(done, f"{done}/{total} trials"))
@@ -522,40 +522,99 @@ def main(argv=None) -> int:
 
 
 @cli.command("train-nm")
-@click.option("--recipe", type=click.Choice(["dense", "srste", "mdgf-linear", "mdgf-exp", "sdgf"]),
-              default="sdgf", show_default=True)
+@click.option("--model", "model_name", type=click.Choice(["digits", "minilm"]), default="digits",
+              show_default=True, help="digits: the CNN from scratch; minilm: all-MiniLM-L6-v2 distilled "
+                                      "on the standard-library corpus (optional extra)")
+@click.option("--recipe", type=click.Choice(list(RECIPES)), default="sdgf", show_default=True)
 @click.option("--n", default=1, show_default=True, help="target N")
 @click.option("--m", default=8, show_default=True, help="target M")
-@click.option("--epochs", default=30, show_default=True)
-@click.option("--warmup", default=5, show_default=True, help="dense warm-up epochs")
-@click.option("--finetune", default=5, show_default=True, help="final epochs with a fixed binary mask")
+@click.option("--epochs", type=int, default=None, help="[default: digits 30, minilm 10]")
+@click.option("--warmup", type=int, default=None, help="dense warm-up epochs [default: digits 5, minilm 0]")
+@click.option("--finetune", type=int, default=None,
+              help="final epochs with a fixed binary mask [default: digits 5, minilm 2]")
 @click.option("--lam", default=2e-4, show_default=True, help="SR-STE's lambda (srste, sdgf)")
 @click.option("--decay", default=0.0, show_default=True,
               help="MDGF decay constant (0: linear 1.0, exp 8.0)")
 @click.option("--schedule", default="", help="SDGF stages of N, e.g. 7,4,2,1 [default: m-1 halving to n]")
+@click.option("--steps", type=click.IntRange(min=1), default=None, help="minilm: steps per epoch [default: 15]")
+@click.option("--batch", type=click.IntRange(min=1), default=None, help="minilm: sentences per step [default: 32]")
 @click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("-o", "--out", default="train_out", show_default=True, type=OutputDir())
-def train_nm_command(recipe, n, m, epochs, warmup, finetune, lam, decay, schedule, seed, out):
-    """Train the digits CNN to an N:M target; save the model and its compressed weights."""
-    from golden import digits
+def train_nm_command(model_name, recipe, n, m, epochs, warmup, finetune, lam, decay, schedule, steps,
+                     batch, seed, out):
+    """Train a model to an N:M target; save the checkpoint and its compressed weights."""
     from golden.sparse_train import Recipe
+    from golden.sparse_train.export import save_model
 
     from .tables import progress_bar
-    from .train_tools import save_model, train_digits
 
     try:
         stages = tuple(int(v) for v in schedule.split(",")) if schedule else ()
     except ValueError:
         raise click.UsageError(f"--schedule must be comma-separated integers, not {schedule!r}") from None
+    defaults = {"digits": (30, 5, 5), "minilm": (10, 0, 2)}[model_name]
+    epochs, warmup, finetune = (d if v is None else v for v, d in zip((epochs, warmup, finetune), defaults))
     r = Recipe(kind=recipe, n=n, m=m, epochs=epochs, warmup=warmup, finetune=finetune, lam=lam,
                decay=decay, schedule=stages)
-    with progress_bar(f"train-nm {recipe} {n}:{m}", epochs) as report:
-        model = train_digits(r, seed, lambda epoch, loss: report(epoch + 1, f"loss {loss:.3f}"))
-    meta = save_model(model, r, out, provenance(seed=seed))
-    data = digits.load_data()
-    click.echo(f"test top-1 {digits.accuracy(model, data.x_test, data.y_test):.2f}% "
-               f"({recipe}, {n}:{m}, {epochs} epochs, seed {seed}); sparse layers: "
-               f"{', '.join(meta['layers']) or 'none'}; wrote {out}/model.pt, nm_weights.npz, recipe.json")
+    with progress_bar(f"train-nm {'minilm ' if model_name == 'minilm' else ''}{recipe} {n}:{m}", epochs) as bar:
+        report = lambda epoch, loss: bar(epoch + 1, f"loss {loss:.4f}")   # noqa: E731
+        if model_name == "digits":
+            from golden import digits
+            from golden.sparse_train.digits import DENSE_LAYERS, train_digits
+
+            model = train_digits(r, seed, report)
+            data = digits.load_data()
+            top1 = digits.accuracy(model, data.x_test, data.y_test)
+            meta = save_model(model, r, out, DENSE_LAYERS, {"model": "digits", "seed": seed, "test_top1": top1,
+                                                           "provenance": provenance(seed=seed)})
+            quality = f"test top-1 {top1:.2f}%"
+        else:
+            from dataclasses import asdict, replace
+
+            from golden import minilm
+            from golden.sparse_train import distil
+
+            budget = replace(distil.DistilBudget(), **{k: v for k, v in (("steps", steps), ("batch", batch))
+                                                       if v is not None})
+            run = distil.distil(r, minilm.corpus(), seed, budget, progress=report)
+            meta = save_model(run.model, r, out, (), {
+                "model": "minilm", "seed": seed, "budget": asdict(budget), "corpus": minilm.corpus().describe(),
+                "test_cosine": run.cosine, "flops": run.flops, "noise": run.noise,
+                "provenance": provenance(seed=seed)})
+            quality = (f"test cosine to the teacher {run.cosine['mean']:.4f} (+- {run.cosine['std']:.4f}, "
+                       f"{run.cosine['sentences']} sentences, {run.seconds:.0f} s)")
+    click.echo(f"{quality} ({recipe}, {n}:{m}, {epochs} epochs, seed {seed}); sparse layers: "
+               f"{len(meta['layers']) or 'none'}; wrote {out}/model.pt, nm_weights.npz, recipe.json")
+
+
+@cli.command("eval-nm")
+@click.argument("folder", type=click.Path(file_okay=False))
+def eval_nm_command(folder):
+    """Load a train-nm checkpoint, check that it is exactly N:M, print its test quality."""
+    from golden.sparse_train.export import load_state, read_meta
+
+    meta, recipe = read_meta(Path(folder))
+    kind = meta.get("model", "digits")
+    if kind == "minilm":
+        from golden import minilm
+        from golden.sparse_train import distil
+
+        budget = distil.DistilBudget(**meta.get("budget", {}))
+        model, _ = load_state(distil.new_student(), Path(folder))
+        test = minilm.corpus().test
+        cos = distil.student_cosine(model, test[:budget.test_sentences] if budget.test_sentences else test,
+                                 budget.max_tokens)
+        quality = f"test cosine to the teacher {cos['mean']:.4f} ({cos['sentences']} sentences)"
+    elif kind == "digits":
+        from golden import digits
+
+        model, _ = load_state(digits.DigitsCNN(), Path(folder))
+        data = digits.load_data()
+        quality = f"test top-1 {digits.accuracy(model, data.x_test, data.y_test):.2f}%"
+    else:
+        raise GoldenError(f"checkpoint {folder!r} is of an unknown model {kind!r}")
+    click.echo(f"{folder}: {kind}, {recipe.kind} {recipe.n}:{recipe.m}, every sparse layer exactly "
+               f"{recipe.n}:{recipe.m}; {quality}")
 
 
 @cli.command("asm")

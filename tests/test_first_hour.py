@@ -34,9 +34,9 @@ def no_work(monkeypatch):
     import tessera.bench.lp
     import tessera.demo
     import tessera.sushi_tools
-    import tessera.train_tools
+    import golden.sparse_train.digits
 
-    for module, name in [(tessera.train_tools, "train_digits"), (tessera.bench.lp, "run_lpq"),
+    for module, name in [(golden.sparse_train.digits, "train_digits"), (tessera.bench.lp, "run_lpq"),
                          (golden.models, "load_model"), (tessera.demo, "run_demo"),
                          (tessera.sushi_tools, "run_schedule")]:
         monkeypatch.setattr(module, name, boom)
@@ -91,7 +91,6 @@ def test_bad_output_paths_fail_in_one_line_before_the_work(argv, message, capsys
     (["tasder", "--max-drop", "-1"], "-1 is not >= 0"),
     (["tasder", "--max-drop", "1", "--max-error", "0.1"], "give one budget"),
     (["tasder", "--calib", "0"], "0 is not in the range x>=1"),
-    (["tasder", "--model", "minilm", "--calib", "8"], "--calib applies to the digits models"),
     (["lpq", "--budget", "nan"], "'nan' is not a finite number"),
     (["lpq", "--population", "2"], "2 is not in the range x>=4"),
     (["sushi", "--queries", "0"], "0 is not in the range x>=1"),

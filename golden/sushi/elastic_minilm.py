@@ -38,7 +38,6 @@ on held-out sentences, :func:`sentences` ``("test")``.
 
 import hashlib
 import math
-import re
 import time
 from dataclasses import asdict, dataclass
 from importlib import metadata
@@ -60,28 +59,23 @@ LAYERS, HEADS, HEAD_DIM, HIDDEN, FFN = 6, 12, 32, 384, 1536
 RESOLUTION = 0.1
 
 #: What the derivation does; part of the cache key.
-RECIPE = {"rewiring": "magnitude", "depth": "greedy layer drop", "calibration_sentences": 64, "version": 3}
+RECIPE = {"rewiring": "magnitude", "depth": "greedy layer drop", "calibration_sentences": 64, "test_sentences": 64,
+          "version": 4}
 
 
 def sentences(split: str) -> list[str]:
     """The sentences of ``split`` (``"calibration"``: importance for the rewiring;
-    ``"test"``: the held-out quality measurement).
-
-    HOOK: this is the one place the elastic MiniLM gets its text. Today: calibration =
-    :func:`golden.minilm.template_sentences` (64, seed 0); test = the hand-written
-    :data:`golden.minilm.SENTENCES` plus the sentences of the four :data:`golden.minilm.TEXTS`.
-    When ``golden/corpus.py`` (sentences from the standard library's docstrings) lands,
-    return its calibration and test splits here; the cache key hashes the text, so the
-    SuperNet is re-measured by itself.
+    ``"test"``: the held-out quality measurement): the first
+    ``RECIPE["calibration_sentences"]`` / ``RECIPE["test_sentences"]`` sentences of the
+    calibration / test split of :func:`golden.minilm.corpus` (real English from the standard
+    library's docstrings; the two splits are disjoint). The cache key hashes the text, so
+    a different corpus re-measures the SuperNet by itself.
     """
     from .. import minilm
 
-    if split == "calibration":
-        return minilm.template_sentences(RECIPE["calibration_sentences"], seed=0)
-    if split == "test":
-        from_texts = [s.strip() for text in minilm.TEXTS for s in re.split(r"(?<=[.!?])\s+", text) if s.strip()]
-        return list(minilm.SENTENCES) + from_texts
-    raise GoldenError(f"unknown sentence split {split!r}; splits: calibration, test")
+    if split not in ("calibration", "test"):
+        raise GoldenError(f"unknown sentence split {split!r}; splits: calibration, test")
+    return list(minilm.corpus().split(split)[:RECIPE[f"{split}_sentences"]])
 
 
 @dataclass(frozen=True)
@@ -289,7 +283,7 @@ def _build(spec: ElasticMiniLMSpec) -> SuperNet:
     item_quality = 100.0 * np.array(cosines)
     info = {"spec": asdict(spec), "recipe": RECIPE, "test_items": len(test), "drop_order": order,
             "build_cpu_seconds": round(seconds, 1),
-            "sentences": "golden.minilm (template calibration, hand-written test); see elastic_minilm.sentences"}
+            "corpus": minilm.corpus().describe()}
     return SuperNet("minilm", "cosine to the full model (x100)", tuple(matrices), tuple(scales), tuple(biases),
                     tuple(subnets), item_quality.mean(axis=1), item_quality, RESOLUTION, info)
 

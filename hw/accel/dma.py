@@ -52,6 +52,30 @@ class _Line:
         last = (self.line_addr + (view.x_size << pitch_log2) - 1) >> bus_log2
         self.line_beats = Signal(22, name=f"{name}_line_beats")
         m.d.comb += self.line_beats.eq(last - first + 1)
+        self._view, self._pitch_log2, self._bus_log2 = view, pitch_log2, bus_log2
+
+    def idle_and_line_states(self, m, engine, go_view, aborting, lane, resets, next_state):
+        """The IDLE and LINE states of an engine's FSM (call inside ``with m.FSM()``): IDLE
+        takes ``go``; LINE ends the instruction after its last line (or on an abort), or
+        sets up the next line (``resets``: the engine's own per-line registers to clear)
+        and goes to ``AR`` (load) or ``AW`` (store)."""
+        v, bus_log2 = self._view, self._bus_log2
+        with m.State("IDLE"):
+            m.d.comb += engine.idle.eq(1)
+            with m.If(engine.go):
+                m.d.sync += [self.y.eq(0), self.line_addr.eq(go_view.dram), self.sram.eq(go_view.sram),
+                             aborting.eq(0)]
+                m.next = "LINE"
+        with m.State("LINE"):
+            with m.If((v.x_size == 0) | (self.y == v.y_size) | aborting | engine.abort):
+                m.d.comb += engine.done.eq(1)
+                m.next = "IDLE"
+            with m.Else():
+                m.d.sync += [self.addr.eq(self.line_addr & ~((1 << bus_log2) - 1)),
+                             self.beats_left.eq(self.line_beats), self.rows_left.eq(v.x_size),
+                             lane.eq(self.line_addr[:bus_log2] >> self._pitch_log2),
+                             *[r.eq(0) for r in resets]]
+                m.next = next_state
 
 
 class LoadEngine(wiring.Component):
@@ -137,22 +161,7 @@ class LoadEngine(wiring.Component):
             m.d.comb += release.eq(row_ready & self.w_grant)
 
         with m.FSM(name="load"):
-            with m.State("IDLE"):
-                m.d.comb += self.idle.eq(1)
-                with m.If(self.go):
-                    m.d.sync += [line.y.eq(0), line.line_addr.eq(go_view.dram),
-                                 line.sram.eq(go_view.sram), aborting.eq(0)]
-                    m.next = "LINE"
-            with m.State("LINE"):
-                with m.If((v.x_size == 0) | (line.y == v.y_size) | aborting | self.abort):
-                    m.d.comb += self.done.eq(1)
-                    m.next = "IDLE"
-                with m.Else():
-                    m.d.sync += [line.addr.eq(line.line_addr & ~(bus_bytes - 1)),
-                                 line.beats_left.eq(line.line_beats), line.rows_left.eq(v.x_size),
-                                 lane.eq(line.line_addr[:bus_log2] >> pitch_log2), word.eq(0),
-                                 beat_full.eq(0), row_ready.eq(0)]
-                    m.next = "AR"
+            line.idle_and_line_states(m, self, go_view, aborting, lane, [word, beat_full, row_ready], "AR")
             with m.State("AR"):
                 m.d.comb += [self.ar_addr.eq(line.addr), self.ar_len.eq(burst - 1)]
                 with m.If(aborting | self.abort):
@@ -309,22 +318,7 @@ class StoreEngine(wiring.Component):
         m.d.comb += self.strobed.eq(Mux(self.w_valid & self.w_ready & ~aborting, strobed, 0))
 
         with m.FSM(name="store"):
-            with m.State("IDLE"):
-                m.d.comb += self.idle.eq(1)
-                with m.If(self.go):
-                    m.d.sync += [line.y.eq(0), line.line_addr.eq(go_view.dram),
-                                 line.sram.eq(go_view.sram), aborting.eq(0)]
-                    m.next = "LINE"
-            with m.State("LINE"):
-                with m.If((v.x_size == 0) | (line.y == v.y_size) | aborting | self.abort):
-                    m.d.comb += self.done.eq(1)
-                    m.next = "IDLE"
-                with m.Else():
-                    m.d.sync += [line.addr.eq(line.line_addr & ~(bus_bytes - 1)),
-                                 line.beats_left.eq(line.line_beats), line.rows_left.eq(v.x_size),
-                                 lane.eq(line.line_addr[:bus_log2] >> pitch_log2),
-                                 row_valid.eq(0), word.eq(0), strb.eq(0)]
-                    m.next = "AW"
+            line.idle_and_line_states(m, self, go_view, aborting, lane, [row_valid, word, strb], "AW")
             with m.State("AW"):
                 m.d.comb += [self.aw_addr.eq(line.addr), self.aw_len.eq(burst - 1)]
                 with m.If(aborting | self.abort):

@@ -46,7 +46,7 @@ NM_RECIPE = Recipe(kind="sdgf", n=1, m=8, epochs=30, warmup=5, finetune=5)
 
 def nm_model() -> torch.nn.Module:
     """The digits CNN trained to 1:8 with SDGF (seed 0), cached in TESSERA_CACHE."""
-    from ..train_tools import train_digits
+    from golden.sparse_train.digits import train_digits
 
     def load(file):
         model = digits.DigitsCNN()

@@ -1,7 +1,8 @@
 """``tessera bench gear``: the GEAR figures of issue 5.
 
-1. Accuracy on real all-MiniLM-L6-v2 K and V (all 6 layers, 4 texts x 128 tokens, 12
-   heads of 32): relative Frobenius error of KIVI, GEAR-L and GEAR at 2 and 4 bits
+1. Accuracy on real all-MiniLM-L6-v2 K and V (all 6 layers, 4 passages x 128 tokens of
+   real sentences from :mod:`golden.corpus`, 12 heads of 32): relative Frobenius error
+   of KIVI, GEAR-L and GEAR at 2 and 4 bits
    (K: group 64 along tokens; V: group 32 along channels; s = 2 %, r = 4), bits per
    element and the compression ratio against fp16, with the unit's fixed-point path.
 2. The same on a long-context shape (4,096 tokens x 128 channels, synthetic keys with
@@ -198,8 +199,11 @@ def run_bench(out: Path, jobs: int = 2, synth: bool = True) -> dict:
     started = time.monotonic()
     results: dict = {}
 
-    click.secho("== 1. MiniLM (all-MiniLM-L6-v2): 6 layers x 4 texts x 12 heads, tiles of "
+    click.secho("== 1. MiniLM (all-MiniLM-L6-v2): 6 layers x 4 passages x 12 heads, tiles of "
                 "128 tokens x 32 channels", bold=True)
+    text = minilm.corpus()
+    click.echo(text.line() + "; passages of consecutive test-split sentences")
+    results["corpus"] = text.describe()
     k, v = minilm.kv_cache(128, 4)
     rows = []
     for name, axis, group in SETTINGS:

@@ -6,8 +6,8 @@
    against dense on the same core, test top-1, and the EDP proxy.
 2. all-MiniLM-L6-v2 (when the optional ``minilm`` extra is installed): its 36 linear
    layers on an 8-row 2:4 core and an 8-row 6:8 core, with output-error budgets on the
-   calibration texts; the figure is the cosine similarity of the sixteen held-out
-   sentences' embeddings to the FP32 model's.
+   calibration sentences of :mod:`golden.corpus`; the figure is the cosine similarity of
+   the test sentences' embeddings to the FP32 model's (:func:`golden.models.load_model`).
 3. Executing a series: two passes of 2:8 on a 2:8 core against one pass on a 4:8 core
    (two term units in parallel), by LUT4 x cycles from synthesis.
 
@@ -126,6 +126,9 @@ def run_bench(out: Path, jobs: int = 2) -> dict:
         sections.append(f"MiniLM: skipped: {missing}")
     else:
         bundle = load_model("minilm")
+        corpus_line = minilm.corpus().line()
+        sections.append(f"MiniLM: {bundle.data['calibration_sentences']} calibration and "
+                        f"{bundle.data['test_sentences']} test sentences; {corpus_line}")
         with rich_progress() as progress:
             task = progress.add_task("TASDER on MiniLM", total=len(MINILM_RUNS))
             for core, budget in MINILM_RUNS:
