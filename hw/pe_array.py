@@ -1,0 +1,354 @@
+"""Dot-product arrays: ``lp-array`` (LP x LP), and its baselines ``int8-array`` and
+``fp8-array``, all ``rows`` x ``cols`` with the same streams (:mod:`spec.pe_array`).
+
+Dataflow: weight-stationary
+---------------------------
+Each row holds ``cols`` weights in registers; an activation beat (``cols`` codes) is
+broadcast to every row, so the array forms ``rows * cols`` products per cycle and one
+dot product per row over the beats up to ``last``. Weight-stationary is chosen over
+streaming weights with reuse because a layer's weight tile is reused for every
+activation column (every pixel of a convolution, every token of a GEMM): the load costs
+one transfer per row per tile and is amortised over all of them, while streaming would
+need ``rows * cols`` weight codes per beat of bandwidth.
+
+Decode is paid where it is amortised:
+
+* LP weights are **decoded at load** (``cols`` decoders shared by all rows) and stored
+  pre-decoded: sign, kill (zero or NaR), NaR and the fixed-point log ``T``
+  (:func:`spec.pe_array.stored_weight_bits`: 9 bits for LP<6,1,3>, 11 for LP<8,1,4>,
+  against 6 and 8 bits of codes). Decoding in the compiler instead would move the same
+  bits into SRAM; decoding at load keeps the SRAM at n bits per weight.
+* LP activations are decoded once per column and broadcast to the rows; the layer
+  scale is folded into the broadcast log (``T_a - sf * 2^F``), so a product pays only
+  the log add, the 2^frac lookup, the shift and its share of the row's adder tree and
+  accumulator.
+* FP8 weights are likewise stored decoded (sign, 4-bit significand, exponent, NaN);
+  INT8 weights are the codes (there is nothing to decode).
+
+Arithmetic: each row computes exactly what the PE with ``lanes = cols`` computes
+(``hw.lp_pe``, ``hw.mac_pe``; golden: ``golden.lp.fixed_products``,
+``golden.mac``), so ``golden.lpq.pe_accuracy`` at the array's table and window is
+the array's accuracy.
+
+Ports (every array)
+-------------------
+i : In(stream.Signature(array_beat_layout(config)))
+    ``a[cols]`` activation codes and ``last``. ``i.ready = advance & ~(wl.valid & idle)``:
+    a pending weight load goes first when the array is idle.
+wl : In(stream.Signature(array_load_layout(config)))
+    Loads ``w[cols]`` into row ``row``. ``wl.ready = idle``: no beat in the pipeline
+    and no dot product half accumulated, so a load never changes the weights under a
+    dot product. Takes effect for the next beat accepted.
+o : Out(stream.Signature(array_out_layout(config)))
+    ``acc[rows]`` (wrapped two's complement; LP and FP8 in units of ``2^-acc_frac``) and
+    ``nar[rows]``. Valid ``config.latency`` cycles after the ``last`` beat was accepted
+    (no back-pressure); held, stalling the pipeline, until ``o.ready``.
+sf : In(signed(sf_width)) (``lp-array`` only)
+    The layer's scale ``sf_w + sf_a``, sampled with each accepted beat.
+
+Latency (``product_stages + 2``): ``lp-array`` 5, ``int8-array`` 3, ``fp8-array`` 4;
+one beat per cycle at full rate (``golden.mac.pe_cycles`` with ``lanes = cols``).
+All pipeline registers are reset-less; ``o.valid``, the beat counter state and the
+accumulators restart from their reset values on ``rst``.
+"""
+
+from amaranth import Array, Cat, Const, Elaboratable, Module, Mux, Signal, signed
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+from amaranth.utils import bits_for
+
+from spec import ConfigError
+from spec.numerics import FP8_E4M3, FP8_EXP_OFFSET, lp_exp2_table
+from spec.pe_array import (FP8ArrayConfig, Int8ArrayConfig, LPArrayConfig, array_beat_layout,
+                           array_load_layout, array_out_layout)
+
+from .arith import tree_sum
+from .lp_pe import lp_decode
+from .pe import shift_floor
+
+__all__ = ["LPArray", "Int8Array", "FP8Array"]
+
+
+class _Unit(Elaboratable):
+    """A combinational unit kept as its own module (so ``synth.flow.unit_breakdown`` can
+    price it): ``build(m, unit)`` adds the logic and returns nothing; the unit's ports
+    are plain signals created by the caller with :meth:`port`."""
+
+    def __init__(self, build):
+        self._build = build
+        self._ports = {}
+
+    def port(self, name, shape):
+        s = Signal(shape, name=name)
+        self._ports[name] = s
+        return s
+
+    def elaborate(self, platform):
+        m = Module()
+        self._build(m)
+        return m
+
+
+def unit(parent: Module, name: str, inputs: dict, outputs: dict, logic):
+    """Put ``logic(m, ins) -> {name: value}`` in its own module ``name``: ``inputs`` are
+    values of the parent fed in, ``outputs`` the shapes of the results; returns the
+    output signals in the parent's view."""
+    u = _Unit(None)
+    ins = {k: u.port(k, v.shape()) for k, v in inputs.items()}
+    outs = {k: u.port(f"{k}_o", shape) for k, shape in outputs.items()}
+
+    def build(m):
+        values = logic(m, ins)
+        m.d.comb += [outs[k].eq(values[k]) for k in outs]
+    u._build = build
+    parent.submodules[name] = u
+    parent.d.comb += [ins[k].eq(v) for k, v in inputs.items()]
+    return outs
+
+
+class _DotArray(wiring.Component):
+    """Common skeleton (see the module docstring): load control, the valid/last pipeline,
+    the per-row adder trees and accumulators. Subclasses give :meth:`_decode_weight`
+    (fields stored per weight) and :meth:`_products`."""
+
+    def __init__(self, config, extra=None):
+        self.config = config
+        super().__init__({
+            "i": In(stream.Signature(array_beat_layout(config))),
+            "wl": In(stream.Signature(array_load_layout(config))),
+            "o": Out(stream.Signature(array_out_layout(config))),
+            **(extra or {}),
+        })
+
+    def _decode_weight(self, m, code, name) -> dict:
+        raise NotImplementedError
+
+    def _products(self, m, reg, weights) -> tuple[list[list], list]:
+        """``(products[rows][cols], nar[rows])`` after ``product_stages`` calls of ``reg``."""
+        raise NotImplementedError
+
+    def elaborate(self, platform):
+        cfg = self.config
+        m = Module()
+        advance = Signal()
+        m.d.comb += advance.eq(~self.o.valid | self.o.ready)
+
+        def reg(name, value):
+            q = Signal(value.shape(), name=name, reset_less=True)
+            with m.If(advance):
+                m.d.sync += q.eq(value)
+            return q
+
+        # Weight load: decode once (cols decoders shared by all rows), store per row.
+        idle = Signal()
+        decoded = [self._decode_weight(m, self.wl.payload.w[c], f"wdec{c}") for c in range(cfg.cols)]
+        weights = []
+        load = self.wl.valid & self.wl.ready
+        for r in range(cfg.rows):
+            row = []
+            for c in range(cfg.cols):
+                stored = {k: Signal(v.shape(), name=f"w{r}_{c}_{k}", reset_less=True)
+                          for k, v in decoded[c].items()}
+                with m.If(load & (self.wl.payload.row == r)):
+                    m.d.sync += [stored[k].eq(decoded[c][k]) for k in stored]
+                row.append(stored)
+            weights.append(row)
+        m.d.comb += [self.wl.ready.eq(idle),
+                     self.i.ready.eq(advance & ~(self.wl.valid & idle))]
+
+        valid = Signal()
+        m.d.comb += valid.eq(self.i.valid & self.i.ready)
+        last = self.i.payload.last
+        valids = []
+        for s in range(cfg.product_stages):
+            valid_q = Signal(name=f"p{s}_valid")
+            with m.If(advance):
+                m.d.sync += valid_q.eq(valid)
+            valid, last = valid_q, reg(f"p{s}_last", last)
+            valids.append(valid_q)
+        products, nars = self._products(m, reg, weights)
+
+        sum_valid = Signal()
+        with m.If(advance):
+            m.d.sync += sum_valid.eq(valid)
+        last_q = reg("sum_last", last)
+        # ``mid``: the accumulators hold part of a dot product (its last beat not yet in).
+        mid = Signal()
+        with m.If(advance & sum_valid):
+            m.d.sync += mid.eq(~last_q)
+        m.d.comb += idle.eq(~mid & ~Cat(*valids, sum_valid).any())
+
+        with m.If(advance):
+            m.d.sync += self.o.valid.eq(sum_valid & last_q)
+        for r in range(cfg.rows):
+            total = tree_sum(m, products[r], f"tree{r}", max_width=cfg.acc_width)
+            lane_sum = Signal(signed(min(len(total), cfg.acc_width)), name=f"lane_sum{r}")
+            m.d.comb += lane_sum.eq(total)
+            sum_q = reg(f"sum{r}", lane_sum)
+            nar_q = reg(f"sum_nar{r}", nars[r])
+            acc = Signal(signed(cfg.acc_width), name=f"acc{r}")
+            acc_nar = Signal(name=f"acc_nar{r}")
+            new = Signal(signed(cfg.acc_width), name=f"acc_next{r}")
+            new_nar = Signal(name=f"acc_nar_next{r}")
+            m.d.comb += [new.eq(acc + sum_q), new_nar.eq(acc_nar | nar_q)]
+            with m.If(advance & sum_valid):
+                m.d.sync += [acc.eq(Mux(last_q, 0, new)), acc_nar.eq(Mux(last_q, 0, new_nar))]
+                with m.If(last_q):
+                    m.d.sync += [self.o.payload.acc[r].eq(new), self.o.payload.nar[r].eq(new_nar)]
+        return m
+
+
+class LPArray(_DotArray):
+    """``lp-array``: LP x LP products (see the module docstring for ports and latency).
+
+    Product datapath (``product_stages = 3``)::
+
+        activation decode, T_a - sf*2^F (per column) --[R]-->
+        P = T_w + T_a'; mant = 2^frac table[P mod 2^F]; sh = (P >> F) + acc_frac - tb
+                                                     (per product) --[R]-->
+        mag = floor(mant * 2^sh) mod 2^prod_width, +/-, kill (per product) --[R]-->
+        row adder tree --[R]--> accumulate
+    """
+
+    def __init__(self, config: LPArrayConfig):
+        if not isinstance(config, LPArrayConfig):
+            raise ConfigError(f"LPArray needs an LPArrayConfig, not {config!r}")
+        self.pe = config.pe()
+        super().__init__(config, {"sf": In(signed(config.sf_width))})
+
+    def _decode_weight(self, m, code, name):
+        pe = self.pe
+        logw = pe.frac_bits + pe.es + Signal(range(-pe.rs, pe.rs)).shape().width
+
+        def logic(u, ins):
+            sign, zero, nar, log = lp_decode(u, pe, ins["code"], "d")
+            return {"sign": sign, "kill": zero | nar, "nar": nar, "log": log}
+        out = unit(m, name, {"code": code}, {"sign": 1, "kill": 1, "nar": 1, "log": signed(logw)}, logic)
+        return out
+
+    def _products(self, m, reg, weights):
+        cfg, pe = self.config, self.pe
+        F, tb = pe.frac_bits, pe.table_bits
+        sf = self.sf
+        acts = []
+        for c in range(cfg.cols):
+            d = self._decode_weight(m, self.i.payload.a[c], f"adec{c}")
+            alog = Signal(signed(max(len(d["log"]), len(sf) + F) + 1), name=f"alog{c}")
+            m.d.comb += alog.eq(d["log"] - (sf << F))
+            acts.append({"sign": reg(f"s0_asign{c}", d["sign"]), "kill": reg(f"s0_akill{c}", d["kill"]),
+                         "nar": reg(f"s0_anar{c}", d["nar"]), "log": reg(f"s0_alog{c}", alog)})
+
+        table = lp_exp2_table(F, tb)
+        products, nars = [], []
+        for r in range(cfg.rows):
+            row, row_nar = [], []
+            for c in range(cfg.cols):
+                w, a = weights[r][c], acts[c]
+                plen = max(len(w["log"]), len(a["log"])) + 1
+                shlen = plen - F + bits_for(cfg.acc_frac + tb) + 1
+
+                def add_exp2(u, ins, plen=plen, shlen=shlen):
+                    p = Signal(signed(plen), name="p")
+                    u.d.comb += p.eq(ins["wlog"] + ins["alog"])
+                    mant = Signal(tb + 1, name="mant")
+                    u.d.comb += mant.eq(Array(Const(v, tb + 1) for v in table)[p[:F]] if F else table[0])
+                    sh = Signal(signed(shlen), name="sh")
+                    u.d.comb += sh.eq((p >> F) + (cfg.acc_frac - tb))
+                    return {"mant": mant, "sh": sh}
+                s1 = unit(m, f"addexp_{r}_{c}", {"wlog": w["log"], "alog": a["log"]},
+                          {"mant": tb + 1, "sh": signed(shlen)}, add_exp2)
+                mant, sh = reg(f"s1_mant{r}_{c}", s1["mant"]), reg(f"s1_sh{r}_{c}", s1["sh"])
+                sign = reg(f"s1_sign{r}_{c}", w["sign"] ^ a["sign"])
+                kill = reg(f"s1_kill{r}_{c}", w["kill"] | a["kill"])
+                row_nar.append(w["nar"] | a["nar"])
+                pw = min(pe.product_width + 1, cfg.acc_width)
+
+                def shift(u, ins):
+                    mag = shift_floor(u, ins["mant"], ins["sh"], pe.product_width, "mag")
+                    return {"prod": Mux(ins["kill"], 0, Mux(ins["sign"], -mag, mag))}
+                s2 = unit(m, f"shift_{r}_{c}", {"mant": mant, "sh": sh, "sign": sign, "kill": kill},
+                          {"prod": signed(pw)}, shift)
+                row.append(reg(f"s2_prod{r}_{c}", s2["prod"]))
+            nar1 = reg(f"s1_nar{r}", Cat(*row_nar).any())
+            products.append(row)
+            nars.append(reg(f"s2_nar{r}", nar1))
+        return products, nars
+
+
+class Int8Array(_DotArray):
+    """``int8-array``: int8 x int8 products, one multiplier per product
+    (``product_stages = 1``)::
+
+        w * a (per product) --[R]--> row adder tree --[R]--> accumulate
+    """
+
+    def __init__(self, config: Int8ArrayConfig):
+        if not isinstance(config, Int8ArrayConfig):
+            raise ConfigError(f"Int8Array needs an Int8ArrayConfig, not {config!r}")
+        super().__init__(config)
+
+    def _decode_weight(self, m, code, name):
+        return {"w": code}
+
+    def _products(self, m, reg, weights):
+        cfg = self.config
+        products, nars = [], []
+        for r in range(cfg.rows):
+            row = []
+            for c in range(cfg.cols):
+                out = unit(m, f"mul_{r}_{c}", {"w": weights[r][c]["w"], "a": self.i.payload.a[c]},
+                           {"p": signed(16)}, lambda u, ins: {"p": ins["w"].as_signed() * ins["a"].as_signed()})
+                row.append(reg(f"s0_prod{r}_{c}", out["p"]))
+            products.append(row)
+            nars.append(Const(0, 1))
+        return products, nars
+
+
+class FP8Array(_DotArray):
+    """``fp8-array``: E4M3 x E4M3 products, exact, truncated into the accumulator's fixed
+    point (``product_stages = 2``)::
+
+        decode a (per column); mant_w * mant_a, E'_w + E'_a (per product) --[R]-->
+        shift, +/- (per product) --[R]--> row adder tree --[R]--> accumulate
+    """
+
+    def __init__(self, config: FP8ArrayConfig):
+        if not isinstance(config, FP8ArrayConfig):
+            raise ConfigError(f"FP8Array needs an FP8ArrayConfig, not {config!r}")
+        super().__init__(config)
+
+    def _decode_weight(self, m, code, name):
+        def logic(u, ins):
+            f = FP8_E4M3(ins["code"])
+            normal = f.exp != 0
+            return {"sign": f.sign, "mant": Cat(f.mant, normal), "exp": Mux(normal, f.exp, 1),
+                    "nan": (f.exp == 15) & (f.mant == 7)}
+        return unit(m, name, {"code": code}, {"sign": 1, "mant": 4, "exp": 4, "nan": 1}, logic)
+
+    def _products(self, m, reg, weights):
+        cfg = self.config
+        acts = [self._decode_weight(m, self.i.payload.a[c], f"adec{c}") for c in range(cfg.cols)]
+        products, nars = [], []
+        for r in range(cfg.rows):
+            row, row_nan = [], []
+            for c in range(cfg.cols):
+                w, a = weights[r][c], acts[c]
+
+                def mul(u, ins):
+                    return {"pm": ins["wm"] * ins["am"],
+                            "sh": ins["we"] + ins["ae"] + (cfg.acc_frac - 2 * FP8_EXP_OFFSET)}
+                s0 = unit(m, f"mul_{r}_{c}", {"wm": w["mant"], "am": a["mant"], "we": w["exp"], "ae": a["exp"]},
+                          {"pm": 8, "sh": signed(8)}, mul)
+                pm, sh = reg(f"s0_pm{r}_{c}", s0["pm"]), reg(f"s0_sh{r}_{c}", s0["sh"])
+                sign, nan = reg(f"s0_sign{r}_{c}", w["sign"] ^ a["sign"]), reg(f"s0_nan{r}_{c}", w["nan"] | a["nan"])
+                row_nan.append(nan)
+
+                def shift(u, ins):
+                    mag = shift_floor(u, ins["pm"], ins["sh"], cfg.acc_width, "mag")
+                    return {"prod": Mux(ins["nan"], 0, Mux(ins["sign"], -mag, mag))}
+                s1 = unit(m, f"shift_{r}_{c}", {"pm": pm, "sh": sh, "sign": sign, "nan": nan},
+                          {"prod": signed(cfg.acc_width)}, shift)
+                row.append(reg(f"s1_prod{r}_{c}", s1["prod"]))
+            products.append(row)
+            nars.append(reg(f"s1_nan{r}", Cat(*row_nan).any()))
+        return products, nars
