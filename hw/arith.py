@@ -1,8 +1,8 @@
 """Arithmetic building blocks shared by the generators."""
 
-from amaranth import Signal, signed
+from amaranth import C, Cat, Mux, Signal, signed
 
-__all__ = ["tree_sum"]
+__all__ = ["tree_sum", "booth_recode", "booth_multiply"]
 
 
 def tree_sum(m, values, name: str, *, max_width: int | None = None, root_shape=None):
@@ -34,3 +34,41 @@ def tree_sum(m, values, name: str, *, max_width: int | None = None, root_shape=N
             pairs.append(node)
         values, level = pairs, level + 1
     return values[0]
+
+
+def booth_recode(m, b, name: str) -> list:
+    """Radix-4 Booth digits of a signed value ``b`` (even width): per digit ``i`` the bits
+    ``(neg, one, two)`` of ``d_i = -2 b[2i+1] + b[2i] + b[2i-1]`` (``b[-1] = 0``), so
+    ``b = sum d_i 4^i``, ``|d_i| = one + 2 two`` and ``neg`` is its sign (set for
+    ``d_i = -0``, which :func:`booth_multiply` handles). Returns a list of
+    ``Cat(neg, one, two)`` values, one per digit."""
+    width = len(b)
+    if width % 2:
+        raise ValueError(f"booth_recode needs an even width, not {width}")
+    digits = []
+    for i in range(width // 2):
+        lo = b[2 * i - 1] if i else 0
+        mid, hi = b[2 * i], b[2 * i + 1]
+        d = Signal(3, name=f"{name}_d{i}")
+        m.d.comb += d.eq(Cat(hi, mid ^ lo, (hi & ~mid & ~lo) | (~hi & mid & lo)))
+        digits.append(d)
+    return digits
+
+
+def booth_multiply(m, a, digits, name: str, width: int):
+    """``a * b`` (signed, wrapped to ``width`` bits) from ``b``'s Booth digits
+    (:func:`booth_recode`): one partial product ``(|d_i| a) XOR neg_i`` per digit, shifted
+    by ``2i``, and one word carrying every ``neg_i`` at bit ``2i`` (the +1 that completes
+    each negation), summed in a tree of carry-chain adders (:func:`tree_sum`)."""
+    a = a.as_signed()
+    terms, carries = [], []
+    for i, d in enumerate(digits):
+        neg, one, two = d[0], d[1], d[2]
+        sel = Signal(signed(len(a) + 2), name=f"{name}_sel{i}")
+        m.d.comb += sel.eq(Mux(two, a << 1, Mux(one, a, 0)))
+        pp = Signal(signed(len(a) + 2), name=f"{name}_pp{i}")
+        m.d.comb += pp.eq(sel ^ Mux(neg, -1, 0))
+        terms.append(pp << (2 * i))
+        carries += [neg, C(0, 1)]
+    terms.append(Cat(*carries[:-1]).as_unsigned())
+    return tree_sum(m, terms, name, max_width=width)

@@ -154,10 +154,10 @@ def array_out_layout(config) -> data.StructLayout:
 def stored_weight_bits(config) -> int:
     """Bits one weight occupies in the array's weight registers (as the array stores it:
     LP pre-decoded to sign, kill, NaR and the fixed-point log; FP8 to sign, 4-bit
-    significand, 4-bit exponent and NaN; INT8 as the code)."""
+    significand, 4-bit exponent and NaN; INT8 as four radix-4 Booth digits of 3 bits)."""
     if isinstance(config, LPArrayConfig):
         pe = config.pe()
         return 3 + pe.frac_bits + pe.es + Shape.cast(range(-pe.rs, pe.rs)).width
     if isinstance(config, FP8ArrayConfig):
         return 10
-    return 8
+    return 12
