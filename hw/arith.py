@@ -5,7 +5,7 @@ from amaranth import C, Cat, Mux, Signal, signed
 __all__ = ["tree_sum", "booth_recode", "booth_multiply"]
 
 
-def tree_sum(m, values, name: str, *, max_width: int | None = None, root_shape=None):
+def tree_sum(m, values, name: str, *, max_width: int | None = None, root_shape=None, carries=None):
     """Balanced tree of two-input adders (log2 depth) over ``values``; returns the root.
 
     Each partial sum is a ``keep`` signal named ``{name}_l{level}_{k}``: otherwise Yosys
@@ -13,7 +13,9 @@ def tree_sum(m, values, name: str, *, max_width: int | None = None, root_shape=N
     adders, which on iCE40 cost ~1.5x the LUT4s of a tree of carry-chain adders (81 vs 52
     for four 16-bit inputs). ``max_width`` caps every node (signed; sums wrap, as an
     accumulator of that width does); ``root_shape`` sets the root's shape (the caller
-    makes it wide enough for the exact sum).
+    makes it wide enough for the exact sum). ``carries``, a list of 1-bit values, are
+    added one per adder as its carry-in (free on a carry chain: ``a + b + c`` maps to one
+    chain); those left over (more carries than adders) stay in the list for the caller.
     """
     values = list(values)
     level = 0
@@ -25,6 +27,8 @@ def tree_sum(m, values, name: str, *, max_width: int | None = None, root_shape=N
                 continue
             total = values[k] + values[k + 1]
             shape = total.shape()
+            if carries:
+                total = total + carries.pop(0)
             if root_shape is not None and len(values) == 2:
                 shape = root_shape
             elif max_width is not None and shape.width > max_width:

@@ -15,7 +15,7 @@ Decode is paid where it is amortised:
 
 * LP weights are **decoded at load** (``cols`` decoders shared by all rows) and stored
   pre-decoded: sign, kill (zero or NaR), NaR and the fixed-point log ``T``
-  (:func:`spec.pe_array.stored_weight_bits`: 9 bits for LP<6,1,3>, 11 for LP<8,1,4>,
+  (:func:`spec.pe_array.stored_weight_bits`: 8 bits for LP<6,1,2>, 11 for LP<8,1,4>,
   against 6 and 8 bits of codes). Decoding in the compiler instead would move the same
   bits into SRAM; decoding at load keeps the SRAM at n bits per weight.
 * LP activations are decoded once per column and broadcast to the rows; the layer
@@ -182,16 +182,22 @@ class _DotArray(wiring.Component):
         with m.If(advance):
             m.d.sync += self.o.valid.eq(sum_valid & last_q)
         for r in range(cfg.rows):
-            total = tree_sum(m, products[r], f"tree{r}", max_width=cfg.acc_width)
+            carries = []
+            if isinstance(products[r][-1], list):          # carry-ins that complete negations
+                carries = list(products[r][-1])
+                products[r] = products[r][:-1]
+            total = tree_sum(m, products[r], f"tree{r}", max_width=cfg.acc_width, carries=carries)
             lane_sum = Signal(signed(min(len(total), cfg.acc_width)), name=f"lane_sum{r}")
             m.d.comb += lane_sum.eq(total)
             sum_q = reg(f"sum{r}", lane_sum)
             nar_q = reg(f"sum_nar{r}", nars[r])
+            assert len(carries) <= 1                 # a tree of k leaves has k - 1 adders
+            carry_q = reg(f"sum_carry{r}", carries[0] if carries else C(0, 1))
             acc = Signal(signed(cfg.acc_width), name=f"acc{r}")
             acc_nar = Signal(name=f"acc_nar{r}")
             new = Signal(signed(cfg.acc_width), name=f"acc_next{r}")
             new_nar = Signal(name=f"acc_nar_next{r}")
-            m.d.comb += [new.eq(acc + sum_q), new_nar.eq(acc_nar | nar_q)]
+            m.d.comb += [new.eq(acc + sum_q + carry_q), new_nar.eq(acc_nar | nar_q)]
             with m.If(advance & sum_valid):
                 m.d.sync += [acc.eq(Mux(last_q, 0, new)), acc_nar.eq(Mux(last_q, 0, new_nar))]
                 with m.If(last_q):
@@ -205,9 +211,9 @@ class LPArray(_DotArray):
     Product datapath (``product_stages = 3``)::
 
         activation decode; T_a' = T_a - sf*2^F + (acc_frac - tb + vw)*2^F (per column) --[R]-->
-        P = T_w + T_a'; t = P >> F; j = P mod 2^F; q = t >> 2, or the all-out step
-            when t is outside 0..prod_width+vw-1 or an operand is zero/NaR (per product) --[R]-->
-        fine = table[j] << (t mod 4) (one LUT level: a (2^F * 4)-entry table);
+        P = T_w + T_a'; t = P >> F; fine = table[P mod 2^F] << (t mod 4) (one LUT level:
+            a (2^F * 4)-entry table), cleared (flip-flop reset) when t is outside
+            0..prod_width+vw-1 or an operand is zero/NaR; q = t >> 2 (per product) --[R]-->
         mag = (fine << 4q)[vw : vw + prod_width]; mag XOR sign (per product) --[R]-->
         row adder tree over the products and the row's count of negative signs --[R]--> accumulate
 
@@ -215,8 +221,9 @@ class LPArray(_DotArray):
     ``sh = t - vw = (P_pe >> F) + acc_frac - table_bits``: the PE's product
     (``golden.lp.fixed_products``), bit for bit. The shift is split for LUT4 fabric: the
     two low bits of the shift go into the 2^frac table (whose outputs are 4-input
-    functions for F = 2), leaving a 3-level 2:1 coarse shifter by multiples of 4, whose
-    last level also takes the sign's XOR; the +1 that completes each negation is one
+    functions for F = 2) before the register, leaving a 2:1 coarse shifter by multiples
+    of 4 (2 levels for a 12-bit window and 4-bit entries), whose last level also takes
+    the sign's XOR; the +1 that completes each negation is one
     small per-row operand (the count of negative products) instead of one adder per
     product. Constants of the shift live in the broadcast activation log, so the
     per-product logic is one add, a range check, the table and the coarse shifter.
@@ -243,8 +250,7 @@ class LPArray(_DotArray):
         F, tb, W = pe.frac_bits, pe.table_bits, pe.product_width
         vw = tb + 1                                  # table entry width
         span = W + vw                                # shift positions that keep a bit
-        kill_q = -(-span // 4)                       # a coarse step that shifts all out
-        qbits = bits_for(kill_q)
+        qbits = max(1, bits_for((span - 1) >> 2))    # coarse steps of 4
         # Column: decode, then fold the scale and every constant of the shift into the
         # broadcast log, so that t = P >> F is the shift position directly:
         # t = I + acc_frac - tb + vw, in range 0..span-1 when some bit lands in the window.
@@ -259,7 +265,7 @@ class LPArray(_DotArray):
                          "nar": reg(f"s0_anar{c}", d["nar"]), "log": reg(f"s0_alog{c}", alog)})
 
         table = lp_exp2_table(F, tb)
-        # The fine table: entry (j, r) = table[j] << r, r = 0..3 (one LUT level).
+        # The fine table: entry (j, r) = table[j] << r, r = 0..3 (one LUT level for F = 2).
         fine_table = Array(Const(table[j % (1 << F)] << (j >> F), vw + 3) for j in range(4 << F))
         products, nars = [], []
         for r in range(cfg.rows):
@@ -272,32 +278,33 @@ class LPArray(_DotArray):
                     p = Signal(signed(plen), name="p")
                     u.d.comb += p.eq(ins["wlog"] + ins["alog"])
                     t = p[F:].as_signed()
-                    out = (t < 0) | (t >= span) | ins["kill"]
-                    return {"j": p[:F] if F else C(0, 1), "r": t[:2],
-                            "q": Mux(out, kill_q, t[2:2 + qbits])}
+                    fine = Signal(vw + 3, name="fine")
+                    u.d.comb += fine.eq(fine_table[Cat(p[:F], t[:2])] if F else fine_table[t[:2]])
+                    return {"fine": fine, "q": t[2:2 + qbits],
+                            "out": (t < 0) | (t >= span) | ins["kill"]}
                 s1 = unit(m, f"addexp_{r}_{c}", {"wlog": w["log"], "alog": a["log"],
                                                  "kill": w["kill"] | a["kill"]},
-                          {"j": max(F, 1), "r": 2, "q": qbits}, index)
-                j, rr, q = reg(f"s1_j{r}_{c}", s1["j"]), reg(f"s1_r{r}_{c}", s1["r"]), reg(f"s1_q{r}_{c}", s1["q"])
+                          {"fine": vw + 3, "q": qbits, "out": 1}, index)
+                # A product that lands outside the window (or has a zero/NaR operand)
+                # clears its fine register: a flip-flop reset, not logic.
+                fine = reg(f"s1_fine{r}_{c}", Mux(s1["out"], 0, s1["fine"]))
+                q = reg(f"s1_q{r}_{c}", s1["q"])
                 sign = reg(f"s1_sign{r}_{c}", w["sign"] ^ a["sign"])
                 row_nar.append(w["nar"] | a["nar"])
 
                 def shift(u, ins):
-                    fine = Signal(vw + 3, name="fine")
-                    u.d.comb += fine.eq(fine_table[Cat(ins["j"][:F], ins["r"])] if F else
-                                        fine_table[ins["r"]])
                     wide = Signal(vw + 3 + 4 * ((1 << qbits) - 1), name="wide")
-                    u.d.comb += wide.eq(fine << Cat(C(0, 2), ins["q"]))
+                    u.d.comb += wide.eq(ins["fine"] << Cat(C(0, 2), ins["q"]))
                     mag = wide[vw:vw + W]
                     # One's complement here; the +1 of each negation is the row's sign count.
                     return {"prod": Cat(mag ^ ins["sign"].replicate(W), ins["sign"]).as_signed()}
-                s2 = unit(m, f"shift_{r}_{c}", {"j": j, "r": rr, "q": q, "sign": sign},
+                s2 = unit(m, f"shift_{r}_{c}", {"fine": fine, "q": q, "sign": sign},
                           {"prod": signed(W + 1)}, shift)
                 row.append(reg(f"s2_prod{r}_{c}", s2["prod"]))
                 signs.append(sign)
-            ones = Signal(range(cfg.cols + 1), name=f"s1_ones{r}")
-            m.d.comb += ones.eq(sum(signs))
-            row.append(reg(f"s2_ones{r}", ones))
+            # The +1 of each negation: one carry-in per adder of the row (the tree's
+            # cols - 1 adders and the accumulator's), so it costs no logic.
+            row.append([reg(f"s2_sign{r}_{c}", s) for c, s in enumerate(signs)])
             nar1 = reg(f"s1_nar{r}", Cat(*row_nar).any())
             products.append(row)
             nars.append(reg(f"s2_nar{r}", nar1))

@@ -70,8 +70,10 @@ class LPArrayConfig(_ArrayMixin, BlockConfig):
     """Parameters of the LP array (frozen; validated on construction). The format and
     datapath parameters mean what they mean for :class:`spec.lp_pe.LPPEConfig`.
 
-    Defaults: LP<6, 1, 3>, 5-bit table fractions, a 16-bit product window with 10
-    fraction bits; ``tessera bench lp`` measures the accuracy of that datapath."""
+    Defaults: LP<6, 1, 2>, 3-bit table fractions, a 12-bit product window with 8
+    fraction bits: on the digits CNN this datapath's bit-exact top-1 equals the float LP
+    one (``tessera bench lp`` measures it); the window must then hold a layer's products
+    (``sf`` chosen so), as with ``prod_width`` on the PE."""
 
     block = "lp-array"
     ops_unit = "product"
@@ -80,12 +82,12 @@ class LPArrayConfig(_ArrayMixin, BlockConfig):
     cols: int = param(4, "broadcast activations per beat, 1..64")
     n: int = param(6, "LP word width in bits, 3..10")
     es: int = param(1, "LP exponent bits, 0..3")
-    rs: int = param(3, "LP regime cap, 1..n-1")
-    table_bits: int = param(5, "fraction bits of the 2^frac table entries, 1..16")
+    rs: int = param(2, "LP regime cap, 1..n-1")
+    table_bits: int = param(3, "fraction bits of the 2^frac table entries, 1..16")
     acc_width: int = param(24, "accumulator width in bits, 8..64")
-    acc_frac: int = param(10, "fraction bits of the accumulator, 0..acc_width-1")
+    acc_frac: int = param(8, "fraction bits of the accumulator, 0..acc_width-1")
     sf_width: int = param(6, "width of the signed runtime scale input sf, 2..8")
-    prod_width: int = param(16, "product magnitude window in bits, 4..acc_width, or 0 for acc_width")
+    prod_width: int = param(12, "product magnitude window in bits, 4..acc_width, or 0 for acc_width")
 
     def validate(self):
         self._check_shape()

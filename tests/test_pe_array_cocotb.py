@@ -16,7 +16,7 @@ from .conftest import require_simulator
 
 COMPONENTS = {LPArrayConfig: LPArray, Int8ArrayConfig: Int8Array, FP8ArrayConfig: FP8Array}
 
-BOTH = [LPArrayConfig(rows=2, cols=2, n=6, es=1, rs=3)]
+BOTH = [LPArrayConfig(rows=2, cols=2)]
 ICARUS_ONLY = [
     LPArrayConfig(rows=2, cols=3, n=8, es=1, rs=4, table_bits=6, prod_width=18),
     Int8ArrayConfig(rows=2, cols=2),
@@ -24,6 +24,7 @@ ICARUS_ONLY = [
 ]
 WIDE = [
     LPArrayConfig(rows=4, cols=4),
+    LPArrayConfig(rows=2, cols=5, n=6, es=1, rs=3, table_bits=5, prod_width=16, acc_frac=10),
     LPArrayConfig(rows=1, cols=1, n=5, es=0, rs=4, table_bits=3, acc_width=12, acc_frac=4, sf_width=4, prod_width=0),
     LPArrayConfig(rows=3, cols=2, n=6, es=2, rs=1, table_bits=8, acc_width=32, acc_frac=16, prod_width=0),
     Int8ArrayConfig(rows=4, cols=4, acc_width=16),
