@@ -49,6 +49,8 @@ sf : In(signed(sf_width)) (``lp-array`` only)
 
 Latency (``product_stages + 2``): ``lp-array`` 5, ``int8-array`` 3, ``fp8-array`` 4;
 one beat per cycle at full rate (``golden.mac.pe_cycles`` with ``lanes = cols``).
+``units=True`` (any array) puts each decoder, product stage and multiplier in a module
+of its own, for ``synth.flow.unit_breakdown``; the default is one flat module.
 All pipeline registers are reset-less; ``o.valid``, the beat counter state and the
 accumulators restart from their reset values on ``rst``.
 """
@@ -90,16 +92,22 @@ class _Unit(Elaboratable):
         return m
 
 
-def unit(parent: Module, name: str, inputs: dict, outputs: dict, logic):
-    """Put ``logic(m, ins) -> {name: value}`` in its own module ``name``: ``inputs`` are
-    values of the parent fed in, ``outputs`` the shapes of the results; returns the
-    output signals in the parent's view."""
+def unit(parent: Module, name: str, inputs: dict, outputs: dict, logic, separate: bool = False):
+    """Add ``logic(m, ins) -> {name: value}`` to ``parent``: ``inputs`` are values of the
+    parent, ``outputs`` the shapes of the results; returns the output signals (named
+    ``{name}__{output}``). With ``separate`` the logic goes in a module of its own named
+    ``name`` (so ``synth.flow.unit_breakdown`` prices it; the arrays' ``units=True``)."""
+    if not separate:                    # ``ins["_"]``: a prefix that keeps names unique
+        values = logic(parent, {**inputs, "_": f"{name}_"})
+        outs = {k: Signal(shape, name=f"{name}__{k}") for k, shape in outputs.items()}
+        parent.d.comb += [outs[k].eq(values[k]) for k in outs]
+        return outs
     u = _Unit(None)
     ins = {k: u.port(k, v.shape()) for k, v in inputs.items()}
     outs = {k: u.port(f"{k}_o", shape) for k, shape in outputs.items()}
 
     def build(m):
-        values = logic(m, ins)
+        values = logic(m, {**ins, "_": ""})
         m.d.comb += [outs[k].eq(values[k]) for k in outs]
     u._build = build
     parent.submodules[name] = u
@@ -112,8 +120,9 @@ class _DotArray(wiring.Component):
     the per-row adder trees and accumulators. Subclasses give :meth:`_decode_weight`
     (fields stored per weight) and :meth:`_products`."""
 
-    def __init__(self, config, extra=None):
+    def __init__(self, config, extra=None, *, units: bool = False):
         self.config = config
+        self.units = units
         super().__init__({
             "i": In(stream.Signature(array_beat_layout(config))),
             "wl": In(stream.Signature(array_load_layout(config))),
@@ -229,20 +238,20 @@ class LPArray(_DotArray):
     per-product logic is one add, a range check, the table and the coarse shifter.
     """
 
-    def __init__(self, config: LPArrayConfig):
+    def __init__(self, config: LPArrayConfig, *, units: bool = False):
         if not isinstance(config, LPArrayConfig):
             raise ConfigError(f"LPArray needs an LPArrayConfig, not {config!r}")
         self.pe = config.pe()
-        super().__init__(config, {"sf": In(signed(config.sf_width))})
+        super().__init__(config, {"sf": In(signed(config.sf_width))}, units=units)
 
     def _decode_weight(self, m, code, name):
         pe = self.pe
         logw = pe.frac_bits + pe.es + Signal(range(-pe.rs, pe.rs)).shape().width
 
         def logic(u, ins):
-            sign, zero, nar, log = lp_decode(u, pe, ins["code"], "d")
+            sign, zero, nar, log = lp_decode(u, pe, ins["code"], ins["_"] + "d")
             return {"sign": sign, "kill": zero | nar, "nar": nar, "log": log}
-        out = unit(m, name, {"code": code}, {"sign": 1, "kill": 1, "nar": 1, "log": signed(logw)}, logic)
+        out = unit(m, name, {"code": code}, {"sign": 1, "kill": 1, "nar": 1, "log": signed(logw)}, logic, self.units)
         return out
 
     def _products(self, m, reg, weights):
@@ -275,16 +284,16 @@ class LPArray(_DotArray):
                 plen = max(len(w["log"]), len(a["log"]), F + 3 + qbits) + 1
 
                 def index(u, ins, plen=plen):
-                    p = Signal(signed(plen), name="p")
+                    p = Signal(signed(plen), name=ins["_"] + "p")
                     u.d.comb += p.eq(ins["wlog"] + ins["alog"])
                     t = p[F:].as_signed()
-                    fine = Signal(vw + 3, name="fine")
+                    fine = Signal(vw + 3, name=ins["_"] + "fine")
                     u.d.comb += fine.eq(fine_table[Cat(p[:F], t[:2])] if F else fine_table[t[:2]])
                     return {"fine": fine, "q": t[2:2 + qbits],
                             "out": (t < 0) | (t >= span) | ins["kill"]}
                 s1 = unit(m, f"addexp_{r}_{c}", {"wlog": w["log"], "alog": a["log"],
                                                  "kill": w["kill"] | a["kill"]},
-                          {"fine": vw + 3, "q": qbits, "out": 1}, index)
+                          {"fine": vw + 3, "q": qbits, "out": 1}, index, self.units)
                 # A product that lands outside the window (or has a zero/NaR operand)
                 # clears its fine register: a flip-flop reset, not logic.
                 fine = reg(f"s1_fine{r}_{c}", Mux(s1["out"], 0, s1["fine"]))
@@ -293,13 +302,13 @@ class LPArray(_DotArray):
                 row_nar.append(w["nar"] | a["nar"])
 
                 def shift(u, ins):
-                    wide = Signal(vw + 3 + 4 * ((1 << qbits) - 1), name="wide")
+                    wide = Signal(vw + 3 + 4 * ((1 << qbits) - 1), name=ins["_"] + "wide")
                     u.d.comb += wide.eq(ins["fine"] << Cat(C(0, 2), ins["q"]))
                     mag = wide[vw:vw + W]
                     # One's complement here; the +1 of each negation is the row's sign count.
                     return {"prod": Cat(mag ^ ins["sign"].replicate(W), ins["sign"]).as_signed()}
                 s2 = unit(m, f"shift_{r}_{c}", {"fine": fine, "q": q, "sign": sign},
-                          {"prod": signed(W + 1)}, shift)
+                          {"prod": signed(W + 1)}, shift, self.units)
                 row.append(reg(f"s2_prod{r}_{c}", s2["prod"]))
                 signs.append(sign)
             # The +1 of each negation: one carry-in per adder of the row (the tree's
@@ -323,15 +332,16 @@ class Int8Array(_DotArray):
     100 LUT4 on iCE40 against 177 for Yosys's default mapping of ``w * a``.
     """
 
-    def __init__(self, config: Int8ArrayConfig):
+    def __init__(self, config: Int8ArrayConfig, *, units: bool = False):
         if not isinstance(config, Int8ArrayConfig):
             raise ConfigError(f"Int8Array needs an Int8ArrayConfig, not {config!r}")
-        super().__init__(config)
+        super().__init__(config, units=units)
 
     def _decode_weight(self, m, code, name):
         # Booth-recoded at load (amortised over every activation the tile meets).
         return unit(m, name, {"code": code}, {"digits": 12},
-                    lambda u, ins: {"digits": Cat(*booth_recode(u, ins["code"].as_signed(), "b"))})
+                    lambda u, ins: {"digits": Cat(*booth_recode(u, ins["code"].as_signed(), ins["_"] + "b"))},
+                    self.units)
 
     def _products(self, m, reg, weights):
         cfg = self.config
@@ -341,9 +351,9 @@ class Int8Array(_DotArray):
             for c in range(cfg.cols):
                 def mul(u, ins):
                     digits = [ins["digits"][3 * i:3 * i + 3] for i in range(4)]
-                    return {"p": booth_multiply(u, ins["a"], digits, "booth", 16)}
+                    return {"p": booth_multiply(u, ins["a"], digits, ins["_"] + "booth", 16)}
                 out = unit(m, f"mul_{r}_{c}", {"digits": weights[r][c]["digits"], "a": self.i.payload.a[c]},
-                           {"p": signed(16)}, mul)
+                           {"p": signed(16)}, mul, self.units)
                 row.append(reg(f"s0_prod{r}_{c}", out["p"]))
             products.append(row)
             nars.append(Const(0, 1))
@@ -358,10 +368,10 @@ class FP8Array(_DotArray):
         shift, +/- (per product) --[R]--> row adder tree --[R]--> accumulate
     """
 
-    def __init__(self, config: FP8ArrayConfig):
+    def __init__(self, config: FP8ArrayConfig, *, units: bool = False):
         if not isinstance(config, FP8ArrayConfig):
             raise ConfigError(f"FP8Array needs an FP8ArrayConfig, not {config!r}")
-        super().__init__(config)
+        super().__init__(config, units=units)
 
     def _decode_weight(self, m, code, name):
         def logic(u, ins):
@@ -369,7 +379,7 @@ class FP8Array(_DotArray):
             normal = f.exp != 0
             return {"sign": f.sign, "mant": Cat(f.mant, normal), "exp": Mux(normal, f.exp, 1),
                     "nan": (f.exp == 15) & (f.mant == 7)}
-        return unit(m, name, {"code": code}, {"sign": 1, "mant": 4, "exp": 4, "nan": 1}, logic)
+        return unit(m, name, {"code": code}, {"sign": 1, "mant": 4, "exp": 4, "nan": 1}, logic, self.units)
 
     def _products(self, m, reg, weights):
         cfg = self.config
@@ -384,16 +394,16 @@ class FP8Array(_DotArray):
                     return {"pm": ins["wm"] * ins["am"],
                             "sh": ins["we"] + ins["ae"] + (cfg.acc_frac - 2 * FP8_EXP_OFFSET)}
                 s0 = unit(m, f"mul_{r}_{c}", {"wm": w["mant"], "am": a["mant"], "we": w["exp"], "ae": a["exp"]},
-                          {"pm": 8, "sh": signed(8)}, mul)
+                          {"pm": 8, "sh": signed(8)}, mul, self.units)
                 pm, sh = reg(f"s0_pm{r}_{c}", s0["pm"]), reg(f"s0_sh{r}_{c}", s0["sh"])
                 sign, nan = reg(f"s0_sign{r}_{c}", w["sign"] ^ a["sign"]), reg(f"s0_nan{r}_{c}", w["nan"] | a["nan"])
                 row_nan.append(nan)
 
                 def shift(u, ins):
-                    mag = shift_floor(u, ins["pm"], ins["sh"], cfg.acc_width, "mag")
+                    mag = shift_floor(u, ins["pm"], ins["sh"], cfg.acc_width, ins["_"] + "mag")
                     return {"prod": Mux(ins["nan"], 0, Mux(ins["sign"], -mag, mag))}
                 s1 = unit(m, f"shift_{r}_{c}", {"pm": pm, "sh": sh, "sign": sign, "nan": nan},
-                          {"prod": signed(cfg.acc_width)}, shift)
+                          {"prod": signed(cfg.acc_width)}, shift, self.units)
                 row.append(reg(f"s1_prod{r}_{c}", s1["prod"]))
             products.append(row)
             nars.append(reg(f"s1_nan{r}", Cat(*row_nan).any()))

@@ -138,6 +138,7 @@ UNIT_NAMES = {"wdec": "weight decode (at load)", "adec": "activation decode (per
 
 
 def hardware_rows(out: Path, jobs: int) -> list[dict]:
+    from hw import write_verilog
     from synth.flow import synthesize, unit_breakdown
     from tessera.blocks import get_block
 
@@ -147,8 +148,10 @@ def hardware_rows(out: Path, jobs: int) -> list[dict]:
         cfg = block.config(**params)
         folder = out / f"{name}-{cfg.tag}"
         report = synthesize(block.build(cfg), block.top, folder, config=cfg)
+        # The per-unit split comes from the same design built with one module per unit.
+        write_verilog(block.component(cfg, units=True), block.top, folder / "units")
         units = {}
-        for unit, lut in unit_breakdown(folder, block.top).items():
+        for unit, lut in unit_breakdown(folder / "units", block.top).items():
             key = "rest" if unit == block.top else _unit_group(unit)
             units[key] = units.get(key, 0) + lut
         lut4, fmax = report["ice40"]["lut4"], report["pnr"]["fmax_mhz"]
