@@ -106,8 +106,11 @@ def accuracy_rows(result, model, data) -> list[dict]:
                               f"(tb={arr.table_bits}, window {arr.prod_width}, acc {arr.acc_width}.{arr.acc_frac})",
                     "inputs": "LP, layer's n", "mean_weight_bits": result.mean_bits,
                     "top1": lpq.pe_accuracy(model, data.x_test, data.y_test, result.genes, **datapath)})
+    from golden import lpq_search
+
+    search = lpq_search.LPQ(model, data.calibration(256, 0)[0], budget=8.0)
     for n, es, rs in ARRAY_LP_FORMATS:
-        genes = pinned_genes(model, data, n, es, rs)
+        genes = pinned_genes(search, n, es, rs)
         rows.append({"format": f"LP<{n},{es},{rs}> on every layer (float LP)", "inputs": f"LP<{n},{es},{rs}>",
                      "mean_weight_bits": float(n), "top1": lpq.accuracy(model, data.x_test, data.y_test,
                                                                         lpq.lp_plan(genes))})
@@ -117,12 +120,11 @@ def accuracy_rows(result, model, data) -> list[dict]:
     return rows
 
 
-def pinned_genes(model, data, n: int, es: int, rs: int) -> dict:
-    """Every layer in LP<n, es, rs>, with the weight and input scales LPQ would pick for
-    that format (``LPQ.center_sf``, ``LPQ.activation_sf``)."""
-    from golden import lpq, lpq_search
+def pinned_genes(search, n: int, es: int, rs: int) -> dict:
+    """Every layer in LP<n, es, rs>, with the weight and input scales the LPQ ``search``
+    would pick for that format (``LPQ.center_sf``, ``LPQ.activation_sf``)."""
+    from golden import lpq
 
-    search = lpq_search.LPQ(model, data.calibration(256, 0)[0], budget=float(n))
     return {name: lpq.LayerGene(n, es, rs, search.center_sf(name, n, es, rs),
                                 search.activation_sf(name, n, es, rs)) for name in search.layers}
 
@@ -237,6 +239,9 @@ def minilm_rows(seed: int = 0) -> list[dict]:
              ("INT8 per-channel", lpq.int_plan(model, calib, 8), 8.0, "INT8"),
              ("INT4 per-channel", lpq.int_plan(model, calib, 4), 4.0, "INT8"),
              ("FP8 E4M3", lpq.fp8_plan(model, calib), 8.0, "FP8")]
+    plans += [(f"LP<{n},{es},{rs}> on every layer (the array's format, float LP)",
+               lpq.lp_plan(pinned_genes(search, n, es, rs)), float(n), f"LP<{n},{es},{rs}>")
+              for n, es, rs in ARRAY_LP_FORMATS]
     return [{"format": name, "cosine": _mean_cosine(model, test, plan), "mean_weight_bits": bits,
              "inputs": act} for name, plan, bits, act in plans]
 
