@@ -46,7 +46,45 @@ from spec.numerics import lp_exp2_table
 
 from .pe import DotProductPE, shift_floor
 
-__all__ = ["LPPE"]
+__all__ = ["LPPE", "lp_decode"]
+
+
+def lp_decode(m, cfg: LPPEConfig, code, name: str):
+    """Decode logic of an n-bit LP ``code`` (see the module docstring) added to ``m``:
+    returns ``(sign, zero, nar, T)``, ``T = (k * 2^es + e) * 2^F + frac`` (signed)."""
+    n, es, rs, F = cfg.n, cfg.es, cfg.rs, cfg.frac_bits
+    nb = n - 1
+    sign = code[n - 1]
+    zero = Signal(name=f"{name}_zero")
+    nar = Signal(name=f"{name}_nar")
+    m.d.comb += [zero.eq(code == 0), nar.eq(code == 1 << nb)]
+    mag = Signal(n, name=f"{name}_mag")
+    m.d.comb += mag.eq(Mux(sign, -code, code))
+    body = mag[:nb]
+    r0 = body[nb - 1]
+    differs = Signal(rs, name=f"{name}_differs")         # the top rs body bits vs r0
+    m.d.comb += differs.eq(body[nb - rs:] ^ Cat(*([r0] * rs)))
+    run_value = Const(rs, range(rs + 1))
+    for i in reversed(range(rs)):
+        run_value = Mux(differs[rs - 1 - i], i, run_value)
+    run = Signal(range(rs + 1), name=f"{name}_run")
+    m.d.comb += run.eq(run_value)
+    length = Signal(range(rs + 2), name=f"{name}_len")
+    m.d.comb += length.eq(run + (run != rs))
+    ext = Cat(C(0, es), body) if es else body
+    rest = Signal(nb + es, name=f"{name}_rest")
+    m.d.comb += rest.eq(ext << length)
+    k = Signal(range(-rs, rs), name=f"{name}_k")
+    m.d.comb += k.eq(Mux(r0, run - 1, -run))
+    parts = []
+    if F:
+        parts.append(rest[nb - F:nb])
+    if es:
+        parts.append(rest[nb:nb + es])
+    parts.append(k)
+    log = Signal(signed(F + es + len(k)), name=f"{name}_log")
+    m.d.comb += log.eq(Cat(*parts).as_signed())
+    return sign, zero, nar, log
 
 
 class LPPE(DotProductPE):
@@ -75,41 +113,7 @@ class LPPE(DotProductPE):
         super().__init__(config, {"sf": In(signed(config.sf_width))})
 
     def _decode(self, m, code, name):
-        """(sign, zero, nar, T) of an LP code; T = (k * 2^es + e) * 2^F + frac, signed."""
-        cfg = self.config
-        n, es, rs, F = cfg.n, cfg.es, cfg.rs, cfg.frac_bits
-        nb = n - 1
-        sign = code[n - 1]
-        zero = Signal(name=f"{name}_zero")
-        nar = Signal(name=f"{name}_nar")
-        m.d.comb += [zero.eq(code == 0), nar.eq(code == 1 << nb)]
-        mag = Signal(n, name=f"{name}_mag")
-        m.d.comb += mag.eq(Mux(sign, -code, code))
-        body = mag[:nb]
-        r0 = body[nb - 1]
-        differs = Signal(rs, name=f"{name}_differs")         # the top rs body bits vs r0
-        m.d.comb += differs.eq(body[nb - rs:] ^ Cat(*([r0] * rs)))
-        run_value = Const(rs, range(rs + 1))
-        for i in reversed(range(rs)):
-            run_value = Mux(differs[rs - 1 - i], i, run_value)
-        run = Signal(range(rs + 1), name=f"{name}_run")
-        m.d.comb += run.eq(run_value)
-        length = Signal(range(rs + 2), name=f"{name}_len")
-        m.d.comb += length.eq(run + (run != rs))
-        ext = Cat(C(0, es), body) if es else body
-        rest = Signal(nb + es, name=f"{name}_rest")
-        m.d.comb += rest.eq(ext << length)
-        k = Signal(range(-rs, rs), name=f"{name}_k")
-        m.d.comb += k.eq(Mux(r0, run - 1, -run))
-        parts = []
-        if F:
-            parts.append(rest[nb - F:nb])
-        if es:
-            parts.append(rest[nb:nb + es])
-        parts.append(k)
-        log = Signal(signed(F + es + len(k)), name=f"{name}_log")
-        m.d.comb += log.eq(Cat(*parts).as_signed())
-        return sign, zero, nar, log
+        return lp_decode(m, self.config, code, name)
 
     def _products(self, m, reg):
         cfg = self.config

@@ -12,6 +12,7 @@ from hw.gear_unit import GearUnit
 from hw.lp_pe import LPPE
 from hw.mac_pe import FP8PE, Int8PE
 from hw.nm_core import NMCore
+from hw.pe_array import FP8Array, Int8Array, LPArray
 from hw.sgs_buffer import SGSBuffer
 from hw.topn import TopN
 from spec import BlockConfig
@@ -20,6 +21,7 @@ from spec.gear_unit import GearUnitConfig
 from spec.lp_pe import LPPEConfig
 from spec.mac_pe import FP8PEConfig, Int8PEConfig
 from spec.nm_core import NMCoreConfig
+from spec.pe_array import FP8ArrayConfig, Int8ArrayConfig, LPArrayConfig
 from spec.sgs_buffer import SGSBufferConfig
 from spec.topn import TopNConfig
 
@@ -75,6 +77,12 @@ register(Block("int8-pe", "INT8 MAC dot-product PE (the LP PE's baseline)",
                Int8PEConfig, Int8PE, "int8_pe", "verif.mac_pe_tb"))
 register(Block("fp8-pe", "FP8 (E4M3) MAC dot-product PE (the LP PE's baseline)",
                FP8PEConfig, FP8PE, "fp8_pe", "verif.mac_pe_tb"))
+register(Block("lp-array", "R x L weight-stationary LP dot-product array (decode amortised)",
+               LPArrayConfig, LPArray, "lp_array", "verif.pe_array_tb"))
+register(Block("int8-array", "R x L weight-stationary INT8 dot-product array (the LP array's baseline)",
+               Int8ArrayConfig, Int8Array, "int8_array", "verif.pe_array_tb"))
+register(Block("fp8-array", "R x L weight-stationary FP8 (E4M3) dot-product array (the LP array's baseline)",
+               FP8ArrayConfig, FP8Array, "fp8_array", "verif.pe_array_tb"))
 register(Block("sgs-buffer", "SUSHI SubGraph-stationary weight buffer (persistent + streaming regions)",
                SGSBufferConfig, SGSBuffer, "sgs_buffer", "verif.sgs_buffer_tb"))
 register(Block("accel", "the accelerator: N:M core, scratchpads, three queues, AXI4 DRAM, AXI4-Lite CSRs",

@@ -146,18 +146,3 @@ def test_cli_synth_lp_pe_without_pnr(tmp_path, capsys):
     assert "| lp_pe |" in capsys.readouterr().out
 
 
-def test_bench_lp_tables():
-    from tessera.bench.lp import HARDWARE, _markdown
-
-    acc = [{"format": "FP32", "top1": 0.98, "mean_weight_bits": 32.0, "inputs": "32"},
-           {"format": "LPQ", "top1": 0.975, "mean_weight_bits": 6.0, "inputs": "LP"}]
-    hw = [{"pe": label, "block": block, "lut4": 1000, "carry": 1, "ff": 1, "fmax_mhz": 50.0 * (k + 1),
-           "products_per_cycle_per_klut": 4.0, "mproducts_per_s_per_klut": 200.0 * (k + 1)}
-          for k, (label, block, _) in enumerate(HARDWARE)]
-    text = _markdown(acc, hw, 360)
-    assert "top-1 on 360 held-out images" in text
-    assert "| LPQ | 97.50 | +0.50 | 6.00 | LP |" in text
-    int8 = next(r for r in hw if r["block"] == "int8-pe")["mproducts_per_s_per_klut"]
-    first = hw[0]["mproducts_per_s_per_klut"]
-    assert f"| {first / int8:.2f}x |" in text.splitlines()[-len(hw)]
-    assert main(["bench", "--help"]) == 0

@@ -8,11 +8,20 @@ also run through the LP PE's bit-exact arithmetic (``golden.lpq.pe_accuracy``: 8
 2^frac table, 32-bit accumulator with 16 fraction bits, 32- or 20-bit product window),
 i.e. what the hardware computes.
 
-Hardware: every PE with 4 lanes and a 32-bit accumulator (the LP PE also with its
-product window narrowed to 20 bits, ``prod_width``), synthesized alone for iCE40
-(LUT4 = SB_LUT4 cells) and placed and routed behind the pin wrapper for Fmax
-(``synth/flow.py``). Each PE takes one beat (4 products) per cycle, so products/cycle
-per 1,000 LUT4 is ``4000 / LUT4``, and throughput per area is that times Fmax.
+The LP array's own formats: LPQ's search picks (n, es, rs) per layer, but an
+``lp-array`` instance has one (n, es, rs); so the array's format is also run with every
+layer pinned to it (each layer's scales chosen as LPQ chooses them), in float LP and
+through the array's bit-exact arithmetic (``golden.lpq.pe_accuracy`` at the array's
+table, window and accumulator: each row of ``lp-array`` is that arithmetic).
+
+Hardware (this section replaced the first round's single 4-lane PEs): the R x L arrays
+(``hw/pe_array.py``: ``lp-array``, ``int8-array``, ``fp8-array``; R x L in {4x4, 8x8})
+synthesized alone for iCE40 (LUT4 = SB_LUT4 cells) and placed and routed behind the
+pin wrapper for Fmax (``synth/flow.py``). An array takes one beat (R x L products) per
+cycle, so products/cycle per 1,000 LUT4 is ``1000 R L / LUT4`` and throughput per area
+is that times Fmax. For each LP array the LUT4 per unit (``synth.flow.unit_breakdown``:
+decode, log add + 2^frac/fine-shift table, coarse shift, and the rest: trees,
+accumulators, control), divided per product where the unit is per product.
 """
 
 import json
@@ -23,15 +32,19 @@ import click
 
 __all__ = ["run_lpq", "run_bench", "HARDWARE"]
 
-#: The PEs the benchmark synthesizes: (label, block name, parameters).
-HARDWARE = [
-    ("LP n=8 (es=1, rs=4)", "lp-pe", {"n": 8, "es": 1, "rs": 4}),
-    ("LP n=8, 20-bit products", "lp-pe", {"n": 8, "es": 1, "rs": 4, "prod_width": 20}),
-    ("LP n=6 (es=1, rs=3)", "lp-pe", {"n": 6, "es": 1, "rs": 3}),
-    ("LP n=6, 20-bit products", "lp-pe", {"n": 6, "es": 1, "rs": 3, "prod_width": 20}),
-    ("INT8", "int8-pe", {}),
-    ("FP8 E4M3", "fp8-pe", {}),
+#: The array formats: (label, block name, parameters without the shape).
+ARRAY_FORMATS = [
+    ("LP n=6 (es=1, rs=2)", "lp-array", {}),
+    ("LP n=8 (es=1, rs=4)", "lp-array", {"n": 8, "es": 1, "rs": 4}),
+    ("INT8 (Booth)", "int8-array", {}),
+    ("FP8 E4M3", "fp8-array", {}),
 ]
+SHAPES = [(4, 4), (8, 8)]
+#: The arrays the benchmark synthesizes: (label, block name, parameters).
+HARDWARE = [(f"{label}, {r}x{c}", name, {"rows": r, "cols": c, **params})
+            for r, c in SHAPES for label, name, params in ARRAY_FORMATS]
+#: (n, es, rs) pinned on every layer for the array-format accuracy rows.
+ARRAY_LP_FORMATS = [(6, 1, 2), (8, 1, 4)]
 
 
 def run_lpq(budget: float = 6.0, seed: int = 0, population: int = 20, generations: int = 15,
@@ -85,32 +98,100 @@ def accuracy_rows(result, model, data) -> list[dict]:
     for name, plan, bits, act in plans:
         rows.append({"format": name, "top1": lpq.accuracy(model, data.x_test, data.y_test, plan),
                      "mean_weight_bits": bits, "inputs": act})
-    # The same LPQ formats through the LP PE's bit-exact arithmetic (table, shift, wrap).
-    for k, pw in enumerate((32, 20)):
-        pe = dict(table_bits=8, acc_width=32, acc_frac=16, prod_width=pw)
-        rows.insert(2 + k, {"format": f"LPQ on the LP PE arithmetic, {pw}-bit products",
-                            "inputs": "LP, layer's n", "mean_weight_bits": result.mean_bits,
-                            "top1": lpq.pe_accuracy(model, data.x_test, data.y_test, result.genes, **pe)})
+    # LPQ's per-layer formats through the LP arithmetic at the array's datapath.
+    from spec.pe_array import LPArrayConfig
+
+    arr = LPArrayConfig()
+    datapath = dict(table_bits=arr.table_bits, acc_width=arr.acc_width, acc_frac=arr.acc_frac,
+                    prod_width=arr.prod_width)
+    rows.insert(2, {"format": f"LPQ per-layer formats, LP arithmetic at the array datapath "
+                              f"(tb={arr.table_bits}, window {arr.prod_width}, acc {arr.acc_width}.{arr.acc_frac})",
+                    "inputs": "LP, layer's n", "mean_weight_bits": result.mean_bits,
+                    "top1": lpq.pe_accuracy(model, data.x_test, data.y_test, result.genes, **datapath)})
+    from golden import lpq_search
+
+    search = lpq_search.LPQ(model, data.calibration(256, 0)[0], budget=8.0)
+    for n, es, rs in ARRAY_LP_FORMATS:
+        genes = pinned_genes(search, n, es, rs)
+        rows.append({"format": f"LP<{n},{es},{rs}> on every layer (float LP)", "inputs": f"LP<{n},{es},{rs}>",
+                     "mean_weight_bits": float(n), "top1": lpq.accuracy(model, data.x_test, data.y_test,
+                                                                        lpq.lp_plan(genes))})
+        rows.append({"format": f"LP<{n},{es},{rs}> on every layer, lp-array bit-exact arithmetic",
+                     "inputs": f"LP<{n},{es},{rs}>", "mean_weight_bits": float(n),
+                     "top1": lpq.pe_accuracy(model, data.x_test, data.y_test, genes, **datapath)})
     return rows
 
 
+def pinned_genes(search, n: int, es: int, rs: int) -> dict:
+    """Every layer in LP<n, es, rs>, with the weight and input scales the LPQ ``search``
+    would pick for that format (``LPQ.center_sf``, ``LPQ.activation_sf``)."""
+    from golden import lpq
+
+    return {name: lpq.LayerGene(n, es, rs, search.center_sf(name, n, es, rs),
+                                search.activation_sf(name, n, es, rs)) for name in search.layers}
+
+
+def _unit_group(name: str) -> str:
+    """The unit kind of a sub-module of ``hw.pe_array``'s arrays (``shift_3_1`` -> shift)."""
+    return name.split("_")[0].rstrip("0123456789")
+
+
+UNIT_NAMES = {"wdec": "weight decode (at load)", "adec": "activation decode (per column)",
+              "addexp": "log add + 2^frac/fine-shift table", "shift": "shift + sign (LP: the coarse shift)",
+              "mul": "multiplier (FP8: and exponent add)", "rest": "trees, accumulators, column adds, control"}
+
+
 def hardware_rows(out: Path, jobs: int) -> list[dict]:
-    from synth.flow import synthesize
+    from hw import write_verilog
+    from synth.flow import synthesize, unit_breakdown
     from tessera.blocks import get_block
 
     def one(item):
         label, name, params = item
         block = get_block(name)
         cfg = block.config(**params)
-        report = synthesize(block.build(cfg), block.top, out / f"{name}-{cfg.tag}", config=cfg)
+        folder = out / f"{name}-{cfg.tag}"
+        report = synthesize(block.build(cfg), block.top, folder, config=cfg)
+        # The per-unit split comes from the same design built with one module per unit.
+        write_verilog(block.component(cfg, units=True), block.top, folder / "units")
+        units = {}
+        for unit, lut in unit_breakdown(folder / "units", block.top).items():
+            key = "rest" if unit == block.top else _unit_group(unit)
+            units[key] = units.get(key, 0) + lut
         lut4, fmax = report["ice40"]["lut4"], report["pnr"]["fmax_mhz"]
-        return {"pe": label, "block": name, "config": cfg.to_dict(), "lanes": cfg.lanes,
-                "lut4": lut4, "carry": report["ice40"]["carry"], "ff": report["ice40"]["ff"],
-                "fmax_mhz": fmax, "products_per_cycle_per_klut": 1000 * cfg.lanes / lut4,
-                "mproducts_per_s_per_klut": 1000 * cfg.lanes * fmax / lut4}
+        ops = cfg.ops_per_cycle
+        return {"array": label, "block": name, "shape": f"{cfg.rows}x{cfg.cols}", "config": cfg.to_dict(),
+                "products_per_cycle": ops, "lut4": lut4, "carry": report["ice40"]["carry"],
+                "ff": report["ice40"]["ff"], "fmax_mhz": fmax,
+                "products_per_cycle_per_klut": 1000 * ops / lut4,
+                "mproducts_per_s_per_klut": 1000 * ops * fmax / lut4 if fmax else None,
+                "units_lut4": units}
 
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         return list(pool.map(one, HARDWARE))
+
+
+def _hardware_markdown(hw) -> list[str]:
+    lines = ["", "## Hardware: R x L dot-product arrays, iCE40 HX8K", "",
+             "| array | LUT4 | carry | FF | Fmax (MHz) | products/cycle per 1k LUT4 | Mproducts/s per 1k LUT4 "
+             "| vs INT8 | vs FP8 |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in hw:
+        ref = {x["block"]: x["mproducts_per_s_per_klut"] for x in hw
+               if x["shape"] == r["shape"] and x["block"] != "lp-array"}
+        rate = r["mproducts_per_s_per_klut"]
+        vs = [f"{rate / ref[b]:.2f}x" if rate and ref.get(b) else "-" for b in ("int8-array", "fp8-array")]
+        lines.append(f"| {r['array']} | {r['lut4']} | {r['carry']} | {r['ff']} | "
+                     f"{r['fmax_mhz'] if r['fmax_mhz'] is None else format(r['fmax_mhz'], '.1f')} "
+                     f"| {r['products_per_cycle_per_klut']:.2f} | {'-' if rate is None else format(rate, '.1f')} "
+                     f"| {vs[0]} | {vs[1]} |")
+    lines += ["", "LUT4 per unit (synth_ice40 -noflatten; per product = unit total / (R x L); the "
+              "flattened total is smaller, Yosys optimises across units):", "",
+              "| array | unit | LUT4 | per product |", "|---|---|---|---|"]
+    for r in hw:
+        for unit, lut in sorted(r["units_lut4"].items()):
+            lines.append(f"| {r['array']} | {UNIT_NAMES.get(unit, unit)} | {lut} "
+                         f"| {lut / r['products_per_cycle']:.1f} |")
+    return lines
 
 
 def _markdown(acc, hw, test_images: int) -> str:
@@ -121,15 +202,8 @@ def _markdown(acc, hw, test_images: int) -> str:
     for r in acc:
         lines.append(f"| {r['format']} | {100 * r['top1']:.2f} | {100 * (fp32 - r['top1']):+.2f} "
                      f"| {r['mean_weight_bits']:.2f} | {r['inputs']} |")
-    lines += ["", "## Hardware: 4-lane PEs, 32-bit accumulator, iCE40 HX8K", "",
-              "| PE | LUT4 | carry | FF | Fmax (MHz) | products/cycle per 1k LUT4 | Mproducts/s per 1k LUT4 "
-              "| vs INT8 | vs FP8 |", "|---|---|---|---|---|---|---|---|---|"]
-    ref = {r["block"]: r["mproducts_per_s_per_klut"] for r in hw if r["block"] != "lp-pe"}
-    for r in hw:
-        lines.append(f"| {r['pe']} | {r['lut4']} | {r['carry']} | {r['ff']} | {r['fmax_mhz']:.1f} "
-                     f"| {r['products_per_cycle_per_klut']:.2f} | {r['mproducts_per_s_per_klut']:.1f} "
-                     f"| {r['mproducts_per_s_per_klut'] / ref['int8-pe']:.2f}x "
-                     f"| {r['mproducts_per_s_per_klut'] / ref['fp8-pe']:.2f}x |")
+    if hw:
+        lines += _hardware_markdown(hw)
     return "\n".join(lines)
 
 
@@ -174,6 +248,9 @@ def minilm_rows(seed: int = 0) -> list[dict]:
              ("INT8 per-channel", lpq.int_plan(model, calib, 8), 8.0, "INT8"),
              ("INT4 per-channel", lpq.int_plan(model, calib, 4), 4.0, "INT8"),
              ("FP8 E4M3", lpq.fp8_plan(model, calib), 8.0, "FP8")]
+    plans += [(f"LP<{n},{es},{rs}> on every layer (the array's format, float LP)",
+               lpq.lp_plan(pinned_genes(search, n, es, rs)), float(n), f"LP<{n},{es},{rs}>")
+              for n, es, rs in ARRAY_LP_FORMATS]
     return [{"format": name, "cosine": _mean_cosine(model, test, plan), "mean_weight_bits": bits,
              "inputs": act} for name, plan, bits, act in plans]
 
@@ -186,7 +263,7 @@ def run_bench(out: Path, jobs: int = 2, *, hardware: bool = True, seed: int = 0)
     acc = accuracy_rows(result, model, data)
     hw = []
     if hardware:
-        click.secho(f"== synthesizing {len(HARDWARE)} PEs (yosys + nextpnr, {jobs} at a time)", bold=True)
+        click.secho(f"== synthesizing {len(HARDWARE)} arrays (yosys + nextpnr, {jobs} at a time)", bold=True)
         hw = hardware_rows(out, jobs)
     from golden import minilm
 
