@@ -79,17 +79,21 @@ def booth_product(m, a, digits, name: str, width: int):
 
 
 def booth_multiply(m, a, b, name: str):
-    """``a * b`` exactly, for a signed ``a`` and an unsigned ``b``: ``b`` (zero-extended
-    to an even signed width) through :func:`booth_recode` and :func:`booth_product`;
-    returns a ``signed(len(a) + len(b))`` signal. Combinational.
+    """``a * b`` exactly, for a signed ``a`` and an unsigned or signed ``b``: ``b``
+    (zero- or sign-extended to an even signed width) through :func:`booth_recode` and
+    :func:`booth_product`; returns a ``signed(len(a) + len(b))`` signal. Combinational.
+    An unsigned ``b`` takes ``len(b) // 2 + 1`` digits, a signed one ``ceil(len(b) / 2)``.
 
     Yosys maps ``a * b`` through carry-save full adders (~1.5x the LUT4s of carry-chain
     adders on iCE40, see :func:`tree_sum`); this is about 60 % of them for 32 x 16 bits
     (818 LUT4 + 288 carry against 1411 LUT4 + 43 carry, the accelerator's POST stage).
     """
     width = len(a) + len(b)
-    pad = 2 - len(b) % 2                      # at least one 0 above b: it stays non-negative
-    b_signed = Cat(b, C(0, pad)).as_signed()
+    if b.shape().signed:
+        b_signed = Cat(b, b[-1]).as_signed() if len(b) % 2 else b
+    else:
+        pad = 2 - len(b) % 2                  # at least one 0 above b: it stays non-negative
+        b_signed = Cat(b, C(0, pad)).as_signed()
     product = Signal(signed(width), name=f"{name}_p")
     m.d.comb += product.eq(booth_product(m, a, booth_recode(m, b_signed, f"{name}_b"), name, width))
     return product

@@ -13,8 +13,8 @@ from hw.arith import booth_multiply
 
 
 class _Product(Elaboratable):
-    def __init__(self, a_width, b_width):
-        self.a, self.b = Signal(signed(a_width)), Signal(b_width)
+    def __init__(self, a_width, b_width, b_signed=False):
+        self.a, self.b = Signal(signed(a_width)), Signal(signed(b_width) if b_signed else b_width)
         self.m = Module()
         self.p = booth_multiply(self.m, self.a, self.b, "bm")
 
@@ -22,8 +22,8 @@ class _Product(Elaboratable):
         return self.m
 
 
-def _mismatches(a_width, b_width, cases):
-    dut = _Product(a_width, b_width)
+def _mismatches(a_width, b_width, cases, b_signed=False):
+    dut = _Product(a_width, b_width, b_signed)
     bad = []
 
     async def bench(ctx):
@@ -53,3 +53,20 @@ def test_booth_32x16_extremes_and_random():
     cases += [(int(rng.integers(lo, hi, endpoint=True)), int(rng.integers(0, top, endpoint=True)))
               for _ in range(600)]
     assert _mismatches(32, 16, cases) == []
+
+
+@pytest.mark.parametrize("a_width,b_width", [(5, 4), (4, 5), (6, 6), (3, 1)])
+def test_booth_signed_b_exhaustive(a_width, b_width):
+    """Signed x signed: every operand pair (every digit pattern, both signs of b)."""
+    cases = [(x, y) for x in range(-(1 << a_width - 1), 1 << a_width - 1)
+             for y in range(-(1 << b_width - 1), 1 << b_width - 1)]
+    assert _mismatches(a_width, b_width, cases, b_signed=True) == []
+
+
+def test_booth_signed_8x8_extremes_and_random():
+    """The N:M core's int8 x int8 products: extremes and random pairs."""
+    rng = np.random.default_rng(8)
+    edge = (-128, -127, -1, 0, 1, 127, 0x55, -0x56)
+    cases = [(a, b) for a in edge for b in edge]
+    cases += [(int(a), int(b)) for a, b in rng.integers(-128, 128, (1500, 2))]
+    assert _mismatches(8, 8, cases, b_signed=True) == []
