@@ -9,7 +9,7 @@ with the golden model. Run it through :func:`verif.runner.run_bench` (or
 import cocotb
 import numpy as np
 
-from compiler.nm_stream import NMProgram, lower_matmul, lower_series, unpack_output
+from compiler.nm_stream import NMProgram, lower_matmul, lower_series_parts, unpack_output
 from golden import nm, tasd
 from spec.nm_core import NMCoreConfig
 
@@ -127,6 +127,24 @@ async def runtime_sparsity_modes(dut):
         assert not got.any(), f"n_active=0 gave non-zero results {got.ravel().tolist()}"
 
 
+async def _measure(tb, n, out_rows, k, cols, label):
+    """One back-to-back product at N' = n: results checked, cycles equal ``golden.nm.cycles``."""
+    cfg = tb.config
+    values, indices = tb.random_weights(out_rows, k, n)
+    start_in, start_out = len(tb.source.transfer_edges), len(tb.sink.transfer_edges)
+    await tb.check(values, indices, tb.random_acts(k, cols), n, label)
+    first = tb.source.transfer_edges[start_in]
+    last = tb.sink.transfer_edges[-1]
+    # Both drivers count edges from the same first edge after they started.
+    measured = last - first + 1
+    n_active = n if cfg.sparse else None
+    want = nm.cycles(cfg, out_rows, k, cols, n_active=n_active)
+    tb.dut._log.info("%s: %d cycles measured, %d predicted", label, measured, want)
+    pack = cfg.pack_factor(n) if cfg.sparse else 1
+    assert len(tb.sink.transfer_edges) - start_out == -(-out_rows // (cfg.rows * pack)) * cols
+    assert measured == want, f"{label}: measured {measured} cycles, golden.nm.cycles predicts {want}"
+
+
 @cocotb.test()
 async def full_rate_cycles(dut):
     """Back to back, the core takes one M-group per cycle: measured cycles equal
@@ -134,18 +152,21 @@ async def full_rate_cycles(dut):
     tb = NMCoreTB(dut)
     await tb.reset()
     cfg = tb.config
-    out_rows, k, cols = 2 * cfg.rows, 16 * cfg.m, 4
-    values, indices = tb.random_weights(out_rows, k, cfg.n)
-    start_in, start_out = len(tb.source.transfer_edges), len(tb.sink.transfer_edges)
-    await tb.check(values, indices, tb.random_acts(k, cols), cfg.n, "full rate")
-    first = tb.source.transfer_edges[start_in]
-    last = tb.sink.transfer_edges[-1]
-    # Both drivers count edges from the same first edge after they started.
-    measured = last - first + 1
-    want = nm.cycles(cfg, out_rows, k, cols)
-    dut._log.info("full rate: %d cycles measured, %d predicted", measured, want)
-    assert len(tb.sink.transfer_edges) - start_out == -(-out_rows // cfg.rows) * cols
-    assert measured == want, f"measured {measured} cycles, golden.nm.cycles predicts {want}"
+    await _measure(tb, cfg.n, 2 * cfg.rows, 16 * cfg.m, 4, "full rate")
+
+
+@cocotb.test()
+async def rate_at_every_n_active(dut):
+    """Back to back at every N' <= N: measured cycles equal ``golden.nm.cycles(...,
+    n_active=N')``; on a packing core a packed mode (N' dividing N) covers N/N' times
+    the rows per beat, on any other core or mode the rate is the full-N one."""
+    tb = NMCoreTB(dut)
+    await tb.reset()
+    cfg = tb.config
+    for n in range(1, cfg.n + 1):
+        pack = cfg.pack_factor(n) if cfg.sparse else 1
+        # Two whole packed blocks plus a partial one, so the padding rows are exercised.
+        await _measure(tb, n, 2 * cfg.rows * pack + 1, 8 * cfg.m, 3, f"N'={n} (x{pack} rows)")
 
 
 #: TASD series tried on every core; those the core cannot run are left out.
@@ -167,7 +188,9 @@ async def tasd_series(dut):
     x = tb.random_acts(k, 2)
     for series in runnable:
         terms = tasd.decompose(w, series)
-        got = await tb.run(lower_series(cfg, terms, x, filler=tb.rng))
+        parts = lower_series_parts(cfg, terms, x, filler=tb.rng)
+        assert len(parts) == len(tasd.pass_groups(series, cfg))
+        got = sum([await tb.run(part) for part in parts])
         want = sum(nm.matmul(t.values, t.indices, x, t.n, t.m, acc_width=cfg.acc_width).astype(np.int64)
                    for t in terms)
         want = ((want + (1 << (cfg.acc_width - 1))) % (1 << cfg.acc_width)) - (1 << (cfg.acc_width - 1))
