@@ -87,7 +87,7 @@ class AcceleratorConfig(BlockConfig):
     axi_data_width: int = param(64, "AXI4 master data width: 64, 128 or 256")
     axi_addr_width: int = param(32, "AXI4 master byte-address width, 16..32")
     max_burst: int = param(16, "longest AXI4 burst in beats: 1, 2, 4, 8 or 16")
-    queue_depth: int = param(2, "instructions per load/compute/store queue, 1..64")
+    queue_depth: int = param(1, "instructions waiting per load/compute/store queue (besides the one its unit runs), 1..64")
     token_depth: int = param(8, "tokens per dependency FIFO, 1..64")
 
     def validate(self):

@@ -114,7 +114,13 @@ class Scratchpad(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.mem = mem = Memory(shape=self.width, depth=self.depth, init=[])
+        # No read-write collision check: port a and port b never touch one row in the same
+        # cycle except in a program the ISS rejects as a RACE, and the compute engine's own
+        # read-modify-write reads row r+1 while it writes row r. Without the attribute,
+        # Yosys builds read-old-data bypass logic around every BRAM (about 2 FFs and 1 LUT4
+        # per bit of the row).
+        m.submodules.mem = mem = Memory(shape=self.width, depth=self.depth, init=[],
+                                        attrs={"no_rw_check": 1})
         rd = mem.read_port()
         wr = mem.write_port(granularity=self.granularity)
         a_writes = self.a_wen.any()
