@@ -37,19 +37,24 @@ def tree_sum(m, values, name: str, *, max_width: int | None = None, root_shape=N
 
 
 def booth_multiply(m, a, b, name: str):
-    """``a * b`` exactly, for a signed ``a`` and an unsigned ``b``, as radix-4 Booth
+    """``a * b`` exactly, for a signed ``a`` and an unsigned or signed ``b``, as radix-4 Booth
     partial products summed by :func:`tree_sum`; returns a ``signed(len(a) + len(b))``
     signal. Combinational (wrap it in registers as the pipeline needs).
 
     Yosys maps ``a * b`` through carry-save full adders (~1.5x the LUT4s of carry-chain
     adders on iCE40, see :func:`tree_sum`); this is about half of that for 32 x 16 bits:
-    ``ceil((len(b) + 1) / 2)`` partial products of ``len(a) + 1`` bits (each bit
+    ``ceil((len(b) + 1) / 2)`` partial products (``ceil(len(b) / 2)`` for a signed ``b``,
+    whose sign bit is the top digit's high bit) of ``len(a) + 1`` bits (each bit
     ``b2 ^ (one & a[i] | two & a[i-1])`` of the digit's Booth bits), the negations' +1s
     in one more row, and a tree of ``rows`` carry-chain adders.
     """
     width = len(a) + len(b)
-    digits = (len(b) + 2) // 2                  # b is unsigned: one 0 bit above it
-    bits = [0] + [b[k] for k in range(len(b))] + [0] * (2 * digits + 1 - len(b))
+    if b.shape().signed:                        # b's sign bit is the top digit's high bit
+        digits = (len(b) + 1) // 2
+        bits = [0] + [b[k] for k in range(len(b))] + [b[-1]] * (2 * digits - len(b))
+    else:
+        digits = (len(b) + 2) // 2              # b is unsigned: one 0 bit above it
+        bits = [0] + [b[k] for k in range(len(b))] + [0] * (2 * digits + 1 - len(b))
     rows, corrections = [], []
     a_ext = [a[k] for k in range(len(a))] + [a[-1]]          # a, sign-extended by one bit
     for d in range(digits):

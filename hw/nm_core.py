@@ -39,7 +39,7 @@ The config and the bit formats of the stream payloads are in :mod:`spec.nm_core`
 words with them (:func:`spec.packing.pack`).
 """
 
-from amaranth import Cat, Module, Mux, ResetSignal, Signal, signed
+from amaranth import Array, Cat, Module, Mux, ResetSignal, Signal, signed
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
@@ -47,7 +47,7 @@ from amaranth.utils import ceil_log2
 from spec import ConfigError
 from spec.nm_core import NMCoreConfig, beat_layout, out_layout
 
-from .arith import mux_pow2, tree_sum
+from .arith import booth_multiply, tree_sum
 
 __all__ = ["NMCore"]
 
@@ -105,6 +105,7 @@ class NMCore(wiring.Component):
             return valid_q, values_q
 
         beat = self.i.payload
+        act = Array(beat.act[k] for k in range(cfg.m))
         registered_select = cfg.pipeline >= 2
 
         # Select: the activation each slot's index names. Slots j >= n_active get weight
@@ -135,8 +136,7 @@ class NMCore(wiring.Component):
             for j in range(cfg.n):
                 a = Signal(signed(cfg.width), name=f"sel_act_r{r}_s{j}", reset_less=True)
                 w = Signal(signed(cfg.width), name=f"sel_w_r{r}_s{j}", reset_less=True)
-                a_next = (mux_pow2(m, [beat.act[k] for k in range(cfg.m)], group.indices[j],
-                                   f"sel_mux_r{r}_s{j}") if cfg.sparse else beat.act[j])
+                a_next = act[group.indices[j]] if cfg.sparse else beat.act[j]
                 w_next = Mux(active[j], group.values[j], 0) if cfg.sparse else group.values[j]
                 if registered_select:
                     with m.If(advance):
@@ -150,7 +150,7 @@ class NMCore(wiring.Component):
         products = []
         for k, (a, w) in enumerate(zip(selected, weights)):
             p = Signal(signed(2 * cfg.width), name=f"prod_r{k // cfg.n}_s{k % cfg.n}")
-            m.d.comb += p.eq(a * w)
+            m.d.comb += p.eq(booth_multiply(m, a, w, f"mul_r{k // cfg.n}_s{k % cfg.n}"))
             products.append(p)
 
         # Route products to accumulators. Accumulator q of a row sums, in packed mode d,

@@ -13,8 +13,8 @@ from hw.arith import booth_multiply
 
 
 class _Product(Elaboratable):
-    def __init__(self, a_width, b_width):
-        self.a, self.b = Signal(signed(a_width)), Signal(b_width)
+    def __init__(self, a_width, b_width, b_signed=False):
+        self.a, self.b = Signal(signed(a_width)), Signal(signed(b_width) if b_signed else b_width)
         self.m = Module()
         self.p = booth_multiply(self.m, self.a, self.b, "bm")
 
@@ -22,8 +22,8 @@ class _Product(Elaboratable):
         return self.m
 
 
-def _mismatches(a_width, b_width, cases):
-    dut = _Product(a_width, b_width)
+def _mismatches(a_width, b_width, cases, b_signed=False):
+    dut = _Product(a_width, b_width, b_signed)
     bad = []
 
     async def bench(ctx):
@@ -53,3 +53,11 @@ def test_booth_32x16_extremes_and_random():
     cases += [(int(rng.integers(lo, hi, endpoint=True)), int(rng.integers(0, top, endpoint=True)))
               for _ in range(600)]
     assert _mismatches(32, 16, cases) == []
+
+
+@pytest.mark.parametrize("a_width,b_width", [(5, 4), (4, 5), (8, 8), (3, 1)])
+def test_booth_signed_b_exhaustive(a_width, b_width):
+    """Signed x signed (the N:M core's int8 products at 8 x 8): every operand pair."""
+    cases = [(x, y) for x in range(-(1 << a_width - 1), 1 << a_width - 1)
+             for y in range(-(1 << b_width - 1), 1 << b_width - 1)]
+    assert _mismatches(a_width, b_width, cases, b_signed=True) == []
