@@ -14,6 +14,18 @@ A sparse core built for N:M also runs any N':M with N' <= N (VEGETA-style): the
 ``n_active`` input disables slots ``j >= n_active`` (their weight values are ignored,
 whatever the payload carries), so an N':M stream needs only N' meaningful slots.
 
+Row packing (``config.packing``, off by default): when ``n_active = N'`` divides N
+(N' < N), each physical row computes P = N/N' *logical* rows per beat, so an N':M layer
+runs P times faster: logical row ``r * P + q`` of a block has its N' weights in row r's
+slots ``q*N' .. q*N'+N'-1`` and its result in row r's accumulator q (output entry
+``r * N + q``; :func:`spec.nm_core.logical_slot`, :func:`spec.nm_core.out_index`). Each
+row then has N accumulators (entries a mode does not use read 0); every other
+``n_active`` behaves as without packing. Each product goes to the accumulators it can
+feed through its own copy of the product register, zeroed by the register's
+synchronous reset when the beat's mode does not route it there, so packing costs
+(N - 1) accumulators per row, the extra adders of accumulators 1.. and flip-flops, but
+no multiplexers. Off, the core is exactly the plain one.
+
 Datapath (``pipeline`` chooses which of the optional registers exist)::
 
     i.payload --> select --[R if pipeline>=2]--> multiply --[R if pipeline>=1]-->
@@ -26,13 +38,15 @@ K-long dot product is K/M beats with ``last`` on the final one. ``o.valid`` rise
 while a result waits on ``o`` (``i.ready = ~o.valid | o.ready``), so no result is ever
 overwritten or dropped.
 
-Area notes (iCE40): the accumulator restart (with the domain reset folded in) and the
-disabled-slot masking are written as "register <- 0", so Yosys maps them onto the
-flip-flops' synchronous resets (SB_DFFESR) instead of LUTs; the output register costs
-flip-flops, not LUTs. The adder tree keeps its partial sums (:func:`hw.arith.tree_sum`).
-Per 2:4 row, Yosys/ABC spend 2 x 176 LUT4 on the multipliers, 2 x 24 on the 4:1
-activation muxes (3 LUT4 per bit; a 2-LUT4-per-bit decomposition exists but ABC does
-not find it), 17 on the adder and 32 on the accumulator.
+Area notes (iCE40): the multipliers are radix-4 Booth (:func:`hw.arith.booth_multiply`;
+~110 LUT4 for 8 x 8 bits where Yosys's own ``$mul`` mapping takes ~176). The
+accumulator restart (with the domain reset folded in) and the disabled-slot masking are
+written as "register <- 0", so Yosys maps them onto the flip-flops' synchronous resets
+(SB_DFFESR) instead of LUTs; the output register costs flip-flops, not LUTs. The adder
+tree keeps its partial sums (:func:`hw.arith.tree_sum`). Per 2:4 row the 4:1 activation
+muxes take 2 x 24 LUT4 (3 LUT4 per bit: a 2-LUT4-per-bit decomposition exists, but
+ABC9 re-maps it to 3 even when the intermediate is a ``keep`` wire), the adder 17 and
+the accumulator 32.
 
 The config and the bit formats of the stream payloads are in :mod:`spec.nm_core`
 (``NMCoreConfig``, ``beat_layout``, ``out_layout``); the compiler and the testbenches pack
