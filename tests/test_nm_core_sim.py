@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
-from compiler.nm_stream import lower_matmul
-from golden import nm
+from compiler.nm_stream import lower_matmul, lower_series_parts
+from golden import nm, tasd
 from hw.nm_core import NMCore
 from spec import ConfigError
 from spec import nm_core as spec_nm
@@ -145,3 +145,16 @@ def test_packed_modes_match_golden(n, m, rows, pipeline):
         assert len(program.beats) == nm.cycles(cfg, out_rows, 3 * m, 2, n_active=n_active) - cfg.latency
         got = simulate(cfg, program, seed=n_active)
         assert np.array_equal(got, nm.matmul(values, indices, x, n_active, m)), f"N'={n_active}"
+
+
+def test_series_on_a_packing_core_matches_the_terms():
+    """2:4+1:4 on a packing 2:4 core: the 2:4 product plus the packed 1:4 product equal
+    the sum of the terms times x (Amaranth simulation, with stalls)."""
+    cfg = NMCoreConfig(n=2, m=4, rows=2, packing=True)
+    rng = np.random.default_rng(11)
+    w = rng.integers(-128, 128, (5, 12))
+    x = rng.integers(-128, 128, (12, 2))
+    terms = tasd.decompose(w, "2:4+1:4")
+    parts = lower_series_parts(cfg, terms, x, filler=rng)
+    got = sum(simulate(cfg, part, seed=k) for k, part in enumerate(parts))
+    assert np.array_equal(got, tasd.reconstruct(terms).astype(np.int64) @ x)
