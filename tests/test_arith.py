@@ -55,9 +55,18 @@ def test_booth_32x16_extremes_and_random():
     assert _mismatches(32, 16, cases) == []
 
 
-@pytest.mark.parametrize("a_width,b_width", [(5, 4), (4, 5), (8, 8), (3, 1)])
+@pytest.mark.parametrize("a_width,b_width", [(5, 4), (4, 5), (6, 6), (3, 1)])
 def test_booth_signed_b_exhaustive(a_width, b_width):
-    """Signed x signed (the N:M core's int8 products at 8 x 8): every operand pair."""
+    """Signed x signed: every operand pair (every digit pattern, both signs of b)."""
     cases = [(x, y) for x in range(-(1 << a_width - 1), 1 << a_width - 1)
              for y in range(-(1 << b_width - 1), 1 << b_width - 1)]
     assert _mismatches(a_width, b_width, cases, b_signed=True) == []
+
+
+def test_booth_signed_8x8_extremes_and_random():
+    """The N:M core's int8 x int8 products: extremes and random pairs."""
+    rng = np.random.default_rng(8)
+    edge = (-128, -127, -1, 0, 1, 127, 0x55, -0x56)
+    cases = [(a, b) for a in edge for b in edge]
+    cases += [(int(a), int(b)) for a, b in rng.integers(-128, 128, (1500, 2))]
+    assert _mismatches(8, 8, cases, b_signed=True) == []

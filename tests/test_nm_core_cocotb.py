@@ -15,9 +15,9 @@ SMOKE = [NMCoreConfig(n=n, m=m, rows=rows)
          for (n, m) in [(4, 4), (2, 4), (1, 4), (2, 8), (4, 8)] for rows in (1, 4)]
 # Accumulator wrap-around (16 bits) with an unregistered datapath, and odd row counts.
 SMOKE += [NMCoreConfig(n=2, m=4, rows=3, acc_width=16, pipeline=0)]
-# Row packing: 1:4 on 2:4; 1:8 and 2:8 on 4:8 (unregistered select, odd rows).
+# Row packing: 1:4 on 2:4 (two rows); 1:8 and 2:8 on 4:8 (unregistered select).
 SMOKE += [NMCoreConfig(n=2, m=4, rows=2, packing=True),
-          NMCoreConfig(n=4, m=8, rows=3, pipeline=1, packing=True)]
+          NMCoreConfig(n=4, m=8, rows=1, pipeline=1, packing=True)]
 WIDE = [NMCoreConfig(n=n, m=m, rows=rows, pipeline=p)
         for (n, m) in [(8, 8), (1, 8), (3, 4), (1, 2), (2, 16)] for rows in (2, 8) for p in (0, 1, 2, 3)]
 WIDE += [NMCoreConfig(n=n, m=m, rows=rows, pipeline=p, packing=True)

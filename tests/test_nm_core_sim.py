@@ -129,8 +129,8 @@ def test_packing_layout_and_modes():
     assert nm.cycles(cfg, 12, 16, 1, n_active=4) == 12 + cfg.latency == nm.cycles(cfg, 12, 16, 1)
 
 
-@pytest.mark.parametrize("pipeline", [0, 1, 3])
-@pytest.mark.parametrize("n, m, rows", [(2, 4, 2), (4, 8, 1), (3, 4, 2)])
+@pytest.mark.parametrize("n, m, rows, pipeline", [(2, 4, 2, 0), (2, 4, 2, 3), (4, 8, 1, 1),
+                                                  (4, 8, 1, 3), (3, 4, 2, 2)])
 def test_packed_modes_match_golden(n, m, rows, pipeline):
     """Every N' on a packing core (packed when N' divides n), one after another on the same
     core, with stalls: results equal golden.nm.matmul and the beat count is the model's."""
