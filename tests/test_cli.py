@@ -22,7 +22,7 @@ def test_generate_writes_verilog_and_config(tmp_path, capsys):
     config = json.loads((tmp_path / "nm_core.json").read_text())
     # Parameters not given take their defaults.
     assert config == {"block": "nm-core", "n": 2, "m": 8, "rows": 3, "width": 8, "acc_width": 32,
-                      "pipeline": 3}
+                      "pipeline": 3, "packing": False}
     assert "wrote" in capsys.readouterr().out
 
 
