@@ -24,12 +24,12 @@ from amaranth.hdl import signed, unsigned
 
 from golden import GoldenError, nm, tasd
 from spec import SpecError
-from spec.nm_core import NMCoreConfig, beat_layout, out_layout
+from spec.nm_core import NMCoreConfig, beat_layout, out_index, out_layout
 from spec.packing import check_array, pack
 
 from . import CompileError
 
-__all__ = ["NMProgram", "lower_matmul", "lower_series", "pack_beat", "unpack_output"]
+__all__ = ["NMProgram", "lower_matmul", "lower_series", "lower_series_parts", "pack_beat", "unpack_output"]
 
 
 @dataclass(frozen=True)
@@ -60,14 +60,23 @@ class NMProgram:
         layout = beat_layout(self.config)
         return [pack(layout, beat, f"beat {k}") for k, beat in enumerate(self.beats)]
 
+    @property
+    def pack(self) -> int:
+        """Logical rows per physical row (``config.pack_factor(n_active)``)."""
+        return self.config.pack_factor(self.n_active) if self.config.sparse else 1
+
     def assemble(self, transfers: list[list[int]]) -> np.ndarray:
-        """Place the row results of each output transfer into ``Y[out_rows, cols]``."""
+        """Place the row results of each output transfer (:func:`unpack_output`) into
+        ``Y[out_rows, cols]``; a packed block's logical rows are read at
+        :func:`spec.nm_core.out_index`."""
         if len(transfers) != len(self.outputs):
             raise CompileError(f"expected {len(self.outputs)} output transfers, got {len(transfers)}")
-        rows = self.config.rows
+        rows = self.config.rows * self.pack
+        where = [out_index(self.config, self.n_active, l) if self.config.sparse else l
+                 for l in range(rows)]
         y = np.zeros((-(-self.out_rows // rows) * rows, self.cols), dtype=np.int64)
         for (block, col), values in zip(self.outputs, transfers):
-            y[block * rows:(block + 1) * rows, col] = values
+            y[block * rows:(block + 1) * rows, col] = [values[k] for k in where]
         return y[:self.out_rows]
 
 
@@ -103,9 +112,21 @@ def lower_matmul(config: NMCoreConfig, values, indices, x, *, n: int | None = No
                            f"got {np.asarray(x).shape}")
 
     rows, m, slots = config.rows, config.m, config.n
-    blocks = -(-out_rows // rows)
+    # A packing core at n_active = n dividing its N runs `pack` logical rows per
+    # physical row: logical row r * pack + q of a block in slots q*n .. q*n+n-1 of row r
+    # (spec.nm_core.logical_slot).
+    pack = config.pack_factor(n) if config.sparse else 1
+    blocks = -(-out_rows // (rows * pack))
     if config.sparse:
-        # Pad to `slots` slots: zero (or random filler) values in the slots n..slots-1.
+        # Logical rows, padded to whole blocks: n distinct indices, zero values.
+        lv = np.zeros((blocks * rows * pack, groups, n), dtype=np.int64)
+        li = np.broadcast_to(np.arange(n), lv.shape).copy()
+        lv[:out_rows], li[:out_rows] = v, idx
+        # Physical rows: the pack logical rows of each side by side along the slots.
+        def physical(a):
+            return a.reshape(blocks * rows, pack, groups, n).transpose(0, 2, 1, 3).reshape(
+                blocks * rows, groups, pack * n)
+        # Pad to `slots` slots: zero (or random filler) values in the slots pack*n..slots-1.
         pad_shape = (blocks * rows, groups, slots)
         pv = np.zeros(pad_shape, dtype=np.int64)
         pi = np.zeros(pad_shape, dtype=np.int64)
@@ -113,11 +134,8 @@ def lower_matmul(config: NMCoreConfig, values, indices, x, *, n: int | None = No
             lo, hi = -(1 << (config.width - 1)), 1 << (config.width - 1)
             pv[...] = filler.integers(lo, hi, pad_shape)
             pi[...] = filler.integers(0, m, pad_shape)
-        pv[:out_rows, :, :n] = v
-        pi[:out_rows, :, :n] = idx
-        # Padding rows of the last block: n distinct indices, zero values.
-        pv[out_rows:, :, :n] = 0
-        pi[out_rows:, :, :n] = np.arange(n)
+        pv[:, :, :pack * n] = physical(lv)
+        pi[:, :, :pack * n] = physical(li)
     else:
         dense = np.zeros((blocks * rows, groups * m), dtype=np.int64)
         dense[:out_rows] = nm.decompress(v, idx, n, m)
@@ -150,20 +168,26 @@ def pack_beat(config: NMCoreConfig, beat: dict) -> int:
 
 
 def unpack_output(config: NMCoreConfig, bits: int) -> list[int]:
-    """Split an output payload into the signed per-row accumulator values."""
-    word = out_layout(config).from_bits(bits)
-    return [word[r] for r in range(config.rows)]
+    """Split an output payload into its signed accumulator values: one per row, or
+    ``config.out_slots`` per row on a packing core (:func:`spec.nm_core.out_index`)."""
+    layout = out_layout(config)
+    word = layout.from_bits(bits)
+    return [word[k] for k in range(layout.length)]
 
 
-def lower_series(config: NMCoreConfig, terms, x, *, filler: np.random.Generator | None = None) -> NMProgram:
+def lower_series_parts(config: NMCoreConfig, terms, x, *,
+                       filler: np.random.Generator | None = None) -> list[NMProgram]:
     """Lower a TASD series ``A ~= T1 + T2 + ...`` (``golden.tasd.Term`` list, all for the
-    same ``A[R, K]``) times ``x`` onto ``config`` as one product.
+    same ``A[R, K]``) times ``x`` onto ``config``: the products whose results add up.
 
     The terms are packed into passes (:func:`golden.tasd.pack_terms`: non-overlapping
     terms that fit the core's n together share a pass), each pass is read in the core's
-    m-groups (a 2:4 term is a 4:8 tensor), and the passes are concatenated along K with
-    ``x`` repeated, so everything accumulates in one dot product: ``sum_t T_t @ x`` in
-    ``passes * K / m`` beats per row block and column (``golden.tasd.series_cycles``).
+    m-groups (a 2:4 term is a 4:8 tensor), and the passes of each
+    :func:`golden.tasd.pass_groups` group are concatenated along K with ``x`` repeated,
+    so they accumulate in one dot product: ``passes * K / m`` beats per row block and
+    column at the group's ``n_active`` (``golden.tasd.series_cycles``). Without packing
+    there is one group; a packing core runs e.g. 2:4+1:4 as a 2:4 product and a packed
+    1:4 product.
     """
     if not terms:
         raise CompileError("a series needs at least one term")
@@ -173,15 +197,37 @@ def lower_series(config: NMCoreConfig, terms, x, *, filler: np.random.Generator 
     if dense[0].shape[1] % config.m:
         raise CompileError(f"K={dense[0].shape[1]} is not a multiple of the core's m={config.m}")
     try:
-        passes = tasd.pack_terms([(t.n, t.m) for t in terms], config)
+        groups = tasd.pass_groups([(t.n, t.m) for t in terms], config)
     except GoldenError as exc:
         raise CompileError(str(exc)) from None
-    values, indices = [], []
-    for members in passes:
-        v, i = nm.compress(sum(dense[k] for k in members), config.n, config.m)
-        values.append(v)
-        indices.append(i)
     a = np.asarray(x)
-    repeated = np.concatenate([a] * len(passes), axis=0)
-    return lower_matmul(config, np.concatenate(values, axis=1), np.concatenate(indices, axis=1),
-                        repeated, filler=filler)
+    programs = []
+    for n_active, passes in groups:
+        values, indices = [], []
+        for members in passes:
+            v, i = nm.compress(sum(dense[k] for k in members), n_active, config.m)
+            values.append(v)
+            indices.append(i)
+        repeated = np.concatenate([a] * len(passes), axis=0)
+        programs.append(lower_matmul(config, np.concatenate(values, axis=1),
+                                     np.concatenate(indices, axis=1), repeated,
+                                     n=n_active if config.sparse else config.n, filler=filler))
+    return programs
+
+
+def lower_series(config: NMCoreConfig, terms, x, *, filler: np.random.Generator | None = None) -> NMProgram:
+    """:func:`lower_series_parts` for a series that is one product (always, without
+    packing): ``sum_t T_t @ x`` in one program.
+
+    Raises
+    ------
+    CompileError
+        If the series runs as several products on a packing core (use
+        :func:`lower_series_parts`).
+    """
+    parts = lower_series_parts(config, terms, x, filler=filler)
+    if len(parts) > 1:
+        raise CompileError(f"the series {tasd.format_series([(t.n, t.m) for t in terms])} runs as "
+                           f"{len(parts)} products on a packing {config.n}:{config.m} core (n_active "
+                           f"{', '.join(str(p.n_active) for p in parts)}): use lower_series_parts")
+    return parts[0]

@@ -172,16 +172,25 @@ def matmul(values, indices, x, n: int, m: int, *, width: int = 8, acc_width: int
     return like(result, values)
 
 
-def cycles(config, out_rows: int, k: int, cols: int = 1) -> int:
+def cycles(config, out_rows: int, k: int, cols: int = 1, n_active: int | None = None) -> int:
     """Cycles the tensor core takes for ``W[out_rows, K] @ X[K, cols]``, streamed back to back.
 
     ``config`` is any object with ``rows``, ``m`` and ``latency`` attributes (the core's
     :class:`spec.nm_core.NMCoreConfig`). The core takes one M-group per row block and column
-    per cycle, so it needs ``ceil(out_rows / rows) * cols * ceil(K / m)`` beats; counting
+    per cycle, so it needs ``ceil(out_rows / (rows * P)) * cols * ceil(K / m)`` beats, where
+    P is the logical rows per physical row at ``n_active`` (``config.pack_factor``: n / N'
+    on a packing core when N' divides n, else 1; default n_active: the core's n). Counting
     from the cycle the first beat is accepted to the cycle the last result is taken,
     inclusive, it adds ``latency`` cycles of pipeline drain.
     """
     if min(out_rows, k, cols) < 1:
         raise GoldenError(f"matrix sizes must be >= 1, got out_rows={out_rows}, k={k}, cols={cols}")
-    beats = -(-out_rows // config.rows) * cols * -(-k // config.m)
+    pack = 1
+    if n_active is not None and hasattr(config, "pack_factor"):
+        n = getattr(config, "n", None)
+        if not isinstance(n_active, (int, np.integer)) or isinstance(n_active, bool) \
+                or not 1 <= n_active <= n:
+            raise GoldenError(f"n_active must be an integer in 1..{n}, not {n_active!r}")
+        pack = config.pack_factor(int(n_active))
+    beats = -(-out_rows // (config.rows * pack)) * cols * -(-k // config.m)
     return beats + config.latency

@@ -33,7 +33,7 @@ from .arrays import to_numpy
 
 __all__ = ["Term", "parse_series", "format_series", "decompose", "reconstruct",
            "relative_error", "term_fits_core", "pack_terms", "series_passes", "series_cycles",
-           "dense_passes"]
+           "dense_passes", "pass_groups", "series_cost"]
 
 
 @dataclass(frozen=True)
@@ -139,6 +139,34 @@ def series_passes(series, core) -> int:
     return len(pack_terms(series, core))
 
 
+def pass_groups(series, core) -> list[tuple[int, list[list[int]]]]:
+    """The passes of :func:`pack_terms` grouped by the ``n_active`` they run at:
+    ``[(n_active, [pass, ...]), ...]``, unpacked passes (``n_active = core.n``) first.
+
+    On a packing core (``core.packing``) a pass whose terms need u slots in all, u
+    dividing the core's n, runs at ``n_active = u`` and packs ``n / u`` logical rows per
+    physical row (``core.pack_factor``); every other pass runs at the core's n. Each
+    group is one product (one dot product per output), the groups' results add up.
+    """
+    terms = parse_series(series)
+    groups: dict[int, list[list[int]]] = {}
+    for members in pack_terms(series, core):
+        need = sum(terms[k][0] * (core.m // terms[k][1]) for k in members)
+        factor = core.pack_factor(need) if hasattr(core, "pack_factor") else 1
+        groups.setdefault(need if factor > 1 else core.n, []).append(members)
+    return sorted(groups.items(), key=lambda item: -item[0])
+
+
+def series_cost(series, core) -> float:
+    """Full-rate passes the series costs on ``core``: each pass counts 1 / its pack
+    factor (:func:`pass_groups`), so 2:4+1:4 costs 1.5 on a packing 2:4 core, 2 without
+    packing; ``"dense"`` costs :func:`dense_passes`."""
+    if series in (None, "", "dense"):
+        return float(dense_passes(core))
+    factor = core.pack_factor if hasattr(core, "pack_factor") else (lambda n_active: 1)
+    return sum(len(passes) / factor(n_active) for n_active, passes in pass_groups(series, core))
+
+
 def dense_passes(core) -> int:
     """Passes a dense operand takes on ``core``: ceil(m / n) terms of n:m are exact."""
     return -(-core.m // core.n)
@@ -149,12 +177,14 @@ def series_cycles(series, core, out_rows: int, k: int, cols: int = 1) -> int:
     (``"dense"`` for no decomposition) on ``core``.
 
     The terms of one output accumulate in the core's accumulator: the compiler streams
-    the groups of every pass back to back inside one dot product, so a series of P
-    passes is a dot product P times as long (K padded to a multiple of the core's m).
+    the groups of every pass of a :func:`pass_groups` group back to back inside one dot
+    product, so a group of P passes is a dot product P times as long (K padded to a
+    multiple of the core's m), priced at its ``n_active`` (:func:`golden.nm.cycles`: a
+    packed group covers ``n / n_active`` times the rows per beat). Without packing there
+    is one group, at the core's n.
     """
-    if series in (None, "", "dense"):
-        passes = dense_passes(core)
-    else:
-        passes = series_passes(series, core)
     k_padded = -(-k // core.m) * core.m
-    return nm.cycles(core, out_rows, passes * k_padded, cols)
+    if series in (None, "", "dense"):
+        return nm.cycles(core, out_rows, dense_passes(core) * k_padded, cols)
+    return sum(nm.cycles(core, out_rows, len(passes) * k_padded, cols, n_active=n_active)
+               for n_active, passes in pass_groups(series, core))

@@ -150,17 +150,18 @@ def _rank(series: str) -> tuple[float, int, int]:
 
 
 def default_menu(core) -> list[str]:
-    """For every pass count below dense, the standard series that keeps the most: the
+    """For every pass cost below dense (:func:`golden.tasd.series_cost`: a packed pass
+    counts less than one), the standard series that keeps the most: the
     largest density (sum of n/m), ties to the larger groups (fewer constraints). At equal
     cost a series that keeps the top-k of a group is never worse for the tensor than
     one that keeps fewer or more constrained elements, so the others are left out.
     ``--menu`` gives the search any list instead."""
-    best: dict[int, str] = {}
+    best: dict[float, str] = {}
     for series in STANDARD_MENU:
         terms = tasd.parse_series(series)
         if not all(tasd.term_fits_core(n, m, core) for n, m in terms):
             continue
-        passes = tasd.series_passes(series, core)
+        passes = tasd.series_cost(series, core)       # packed passes count 1 / factor
         if passes >= tasd.dense_passes(core):
             continue
         if passes not in best or _rank(series) > _rank(best[passes]):

@@ -14,7 +14,8 @@ from amaranth.utils import exact_log2
 
 from .config import BlockConfig, ConfigError, param
 
-__all__ = ["NMCoreConfig", "MAX_ROWS", "group_layout", "weight_group_layout", "beat_layout", "out_layout"]
+__all__ = ["NMCoreConfig", "MAX_ROWS", "group_layout", "weight_group_layout", "beat_layout", "out_layout",
+           "logical_slot", "out_index"]
 
 #: The widest core the generator emits: emission time and memory grow faster than the
 #: rows (256 rows: ~20 s; 1,024 rows: minutes and over a gigabyte).
@@ -40,6 +41,12 @@ class NMCoreConfig(BlockConfig):
     pipeline : int
         Optional register stages before the accumulator, 0..3 (see module docstring).
         Latency from accepting a ``last`` beat to ``o.valid`` is ``pipeline + 1`` cycles.
+    packing : bool
+        VEGETA-style row packing (sparse cores with n >= 2 only): at run time, when
+        ``n_active = N'`` divides ``n``, each physical row computes ``n // N'`` logical
+        rows per beat (:meth:`pack_factor`; :func:`logical_slot` and :func:`out_index`
+        say where each logical row's weights and result are). Costs ``n - 1`` extra
+        accumulators per row; off, the core is exactly the plain one.
 
     Raises
     ------
@@ -56,6 +63,7 @@ class NMCoreConfig(BlockConfig):
     width: int = param(8, "activation and weight width in bits, >= 2")
     acc_width: int = param(32, "accumulator width in bits, >= 2 * width")
     pipeline: int = param(3, "optional register stages before the accumulator, 0..3")
+    packing: bool = param(False, "runtime row packing: n_active = N' dividing n runs n/N' rows per row")
 
     def validate(self):
         if self.m < 2 or self.m & (self.m - 1):
@@ -73,6 +81,11 @@ class NMCoreConfig(BlockConfig):
                               f"not acc_width={self.acc_width!r}")
         if not 0 <= self.pipeline <= 3:
             raise ConfigError(f"pipeline must be in 0..3, not pipeline={self.pipeline!r}")
+        if not isinstance(self.packing, bool):
+            raise ConfigError(f"packing must be True or False, not packing={self.packing!r}")
+        if self.packing and not (2 <= self.n < self.m):
+            raise ConfigError(f"packing needs a sparse core with 2 <= n < m, not n={self.n!r}, "
+                              f"m={self.m!r} (a dense or 1:m core has nothing to pack)")
 
     @classmethod
     def from_nm(cls, text: str, **params) -> "NMCoreConfig":
@@ -97,6 +110,28 @@ class NMCoreConfig(BlockConfig):
     def latency(self) -> int:
         """Cycles from accepting a ``last`` beat to ``o.valid`` (no back-pressure)."""
         return self.pipeline + 1
+
+    @property
+    def pack_modes(self) -> tuple[int, ...]:
+        """The ``n_active`` values that pack (divisors of n below n), ascending; empty
+        without packing."""
+        if not self.packing:
+            return ()
+        return tuple(d for d in range(1, self.n) if self.n % d == 0)
+
+    def pack_factor(self, n_active: int | None = None) -> int:
+        """Logical rows per physical row at ``n_active`` (default n): ``n // n_active``
+        when packing is on and ``n_active`` divides n, else 1."""
+        if n_active is None:
+            return 1
+        if not isinstance(n_active, int) or isinstance(n_active, bool) or not 0 <= n_active <= self.n:
+            raise ConfigError(f"n_active must be an integer in 0..{self.n}, not {n_active!r}")
+        return self.n // n_active if n_active in self.pack_modes else 1
+
+    @property
+    def out_slots(self) -> int:
+        """Results per row in the output payload: n with packing (one per accumulator), else 1."""
+        return self.n if self.packing else 1
 
     @property
     def multipliers(self) -> int:
@@ -143,5 +178,27 @@ def beat_layout(config: NMCoreConfig) -> data.StructLayout:
 
 
 def out_layout(config: NMCoreConfig) -> data.ArrayLayout:
-    """Payload of the output stream: one accumulator per row."""
-    return data.ArrayLayout(signed(config.acc_width), config.rows)
+    """Payload of the output stream: one accumulator per row, or with packing
+    ``config.out_slots`` per row (row r's accumulator q at :func:`out_index`)."""
+    return data.ArrayLayout(signed(config.acc_width), config.rows * config.out_slots)
+
+
+def logical_slot(config: NMCoreConfig, n_active: int, logical: int) -> tuple[int, int]:
+    """Where logical row ``logical`` (0 <= logical < rows * pack_factor) of a row block
+    goes at ``n_active``: ``(physical row, first weight slot)``. Logical row
+    ``r * P + q`` (P = :meth:`NMCoreConfig.pack_factor`) uses physical row r's slots
+    ``q * n_active .. (q + 1) * n_active - 1``; with P = 1, slots from 0."""
+    p = config.pack_factor(n_active)
+    if not 0 <= logical < config.rows * p:
+        raise ConfigError(f"logical row {logical!r} is outside 0..{config.rows * p - 1}")
+    return logical // p, (logical % p) * (n_active if p > 1 else 0)
+
+
+def out_index(config: NMCoreConfig, n_active: int, logical: int) -> int:
+    """Index in the output payload of logical row ``logical``'s result (see
+    :func:`logical_slot`): accumulator ``q`` of physical row ``r`` is ``r * out_slots + q``.
+    Accumulators a mode does not use read 0."""
+    p = config.pack_factor(n_active)
+    if not 0 <= logical < config.rows * p:
+        raise ConfigError(f"logical row {logical!r} is outside 0..{config.rows * p - 1}")
+    return (logical // p) * config.out_slots + logical % p

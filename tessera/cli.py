@@ -40,7 +40,8 @@ def _config_options(block: Block):
     """click options for every parameter of the block's config."""
     options = []
     for field in block.config.params():
-        kind = str if field.type in (str, "str") else int
+        kind = (str if field.type in (str, "str") else
+                click.BOOL if field.type in (bool, "bool") else int)
         options.append(click.Option([f"--{field.name.replace('_', '-')}", field.name],
                                     type=kind, default=field.default, show_default=True,
                                     help=field.metadata.get("help", "")))

@@ -24,7 +24,7 @@ def test_generate_writes_verilog_and_config(tmp_path, capsys):
     record = config.pop("provenance")
     # Parameters not given take their defaults.
     assert config == {"block": "nm-core", "n": 2, "m": 8, "rows": 3, "width": 8, "acc_width": 32,
-                      "pipeline": 3}
+                      "pipeline": 3, "packing": False}
     assert record["command"] == "generate nm-core" and record["parameters"]["rows"] == 3
     assert {"tessera", "amaranth"} <= set(record["versions"])
     # The file reads back as the config it records.
@@ -81,5 +81,5 @@ def test_verify_runs_the_bench(tmp_path, capsys, monkeypatch):
     assert main(["verify", "nm-core", "--n", "1", "--m", "4", "--sim", "icarus",
                  "--build-dir", str(tmp_path)]) == 0
     captured = capsys.readouterr()
-    assert "icarus: 5/5 passed" in captured.out and "full_rate_cycles" in captured.out
+    assert "icarus: 6/6 passed" in captured.out and "full_rate_cycles" in captured.out
     assert "verify nm-core on icarus 2/2" in captured.err and "verify nm-core" not in captured.out

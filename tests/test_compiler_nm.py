@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from compiler import CompileError
-from compiler.nm_stream import lower_matmul, pack_beat, unpack_output
-from golden import nm
+from compiler.nm_stream import lower_matmul, lower_series, lower_series_parts, pack_beat, unpack_output
+from golden import nm, tasd
 from spec.nm_core import NMCoreConfig, beat_layout
 
 
@@ -56,3 +56,34 @@ def test_lowering_errors():
         lower_matmul(cfg, values, indices, np.zeros(8, dtype=int), n=3)
     with pytest.raises(CompileError, match=r"activations must have shape \[K=8\]"):
         lower_matmul(cfg, values, indices, np.zeros(6, dtype=int))
+
+
+def test_packed_lowering_places_logical_rows():
+    """1:4 on a packing 2:4 core: logical row r*2+q in row r's slot q, results at r*2+q."""
+    cfg = NMCoreConfig(n=2, m=4, rows=2, packing=True)
+    w = np.zeros((5, 4), dtype=int)
+    w[np.arange(5), np.arange(5) % 4] = np.arange(1, 6)          # row l: value l+1 at l % 4
+    values, indices = nm.compress(w, 1, 4)
+    program = lower_matmul(cfg, values, indices, np.ones((4, 1), dtype=int), n=1)
+    assert program.n_active == 1 and program.pack == 2
+    assert len(program.beats) == nm.cycles(cfg, 5, 4, 1, n_active=1) - cfg.latency == 2
+    first = program.beats[0]["weights"]
+    assert first[0] == {"values": [1, 2], "indices": [0, 1]}
+    assert first[1] == {"values": [3, 4], "indices": [2, 3]}
+    assert program.beats[1]["weights"][0] == {"values": [5, 0], "indices": [0, 0]}
+    # Results come back at r * n + q.
+    y = program.assemble([[10, 11, 12, 13], [14, 0, 0, 0]])
+    assert y.ravel().tolist() == [10, 11, 12, 13, 14]
+
+
+def test_series_on_a_packing_core_is_two_products():
+    cfg = NMCoreConfig(n=2, m=4, rows=2, packing=True)
+    rng = np.random.default_rng(3)
+    terms = tasd.decompose(rng.integers(-128, 128, (3, 8)), "2:4+1:4")
+    parts = lower_series_parts(cfg, terms, rng.integers(-128, 128, (8, 2)))
+    assert [(p.n_active, p.pack) for p in parts] == [(2, 1), (1, 2)]
+    assert sum(len(p.beats) + cfg.latency for p in parts) == tasd.series_cycles("2:4+1:4", cfg, 3, 8, 2)
+    with pytest.raises(CompileError, match="runs as 2 products on a packing 2:4 core .*lower_series_parts"):
+        lower_series(cfg, terms, np.zeros((8, 2), dtype=int))
+    # Without packing: one product, as before.
+    assert lower_series(NMCoreConfig(n=2, m=4, rows=2), terms, np.zeros((8, 2), dtype=int)).n_active == 2

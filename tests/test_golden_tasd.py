@@ -112,6 +112,27 @@ def test_cost_model_on_the_core():
         tasd.series_passes("2:8", core)
 
 
+def test_cost_model_prices_packed_passes():
+    """On a packing core a pass of u slots, u dividing n, costs u/n of a full pass."""
+    core = NMCoreConfig(n=2, m=4, rows=8, packing=True)
+    plain = NMCoreConfig(n=2, m=4, rows=8)
+    one = 8 * 64 * 64                                # one full pass, 64 x 256 @ 256 x 64
+    assert tasd.pass_groups("2:4+1:4", core) == [(2, [[0]]), (1, [[1]])]
+    assert tasd.pass_groups("2:4+1:4", plain) == [(2, [[0], [1]])]
+    assert tasd.series_cost("2:4+1:4", core) == 1.5 and tasd.series_cost("2:4+1:4", plain) == 2
+    assert tasd.series_cost("1:4", core) == 0.5 and tasd.series_cost("dense", core) == 2
+    # 2:4 + 1:4: a 2:4 product and a packed 1:4 product, each with its pipeline drain.
+    assert tasd.series_cycles("2:4+1:4", core, 64, 256, 64) == one + one // 2 + 2 * core.latency
+    assert tasd.series_cycles("2:4+1:4", plain, 64, 256, 64) == 2 * one + plain.latency
+    assert tasd.series_cycles("1:4+1:4", core, 64, 256, 64) == one + core.latency   # one 2:4 pass
+    # 4:8 core: 4:8+2:8 is 1.5 passes; 1:8 packs four rows per row.
+    big = NMCoreConfig(n=4, m=8, rows=8, packing=True)
+    assert tasd.series_cost("4:8+2:8", big) == 1.5 and tasd.series_cost("1:8", big) == 0.25
+    # 6:8: 2:4 needs 4 slots, which does not divide 6: a full pass.
+    assert tasd.series_cost("2:4", NMCoreConfig(n=6, m=8, packing=True)) == 1
+    assert tasder.default_menu(core) == ["1:4", "2:4", "2:4+1:4"] and tasder.default_menu(plain) == ["2:4"]
+
+
 def test_conv_lowering_matches_torch_and_groups_input_channels():
     torch.manual_seed(0)
     conv = nn.Conv2d(8, 5, 3, padding=1, stride=2)

@@ -69,11 +69,11 @@ def test_cli_verify_prints_the_table_when_a_test_fails(tmp_path, capsys, monkeyp
     out, err = capsys.readouterr()
     assert code == 1
     rows = [line.split() for line in out.splitlines() if line.startswith("icarus ")]
-    assert len(rows) == 5 and all(r[2] == "FAIL" for r in rows)
-    assert "icarus: 0/5 passed" in out
+    assert len(rows) == 6 and all(r[2] == "FAIL" for r in rows)
+    assert "icarus: 0/6 passed" in out
     wave = tmp_path / f"nm_core-{CFG.tag}-icarus" / "nm_core.fst"
     assert f"icarus: waveform: {wave}" in out and wave.stat().st_size > 0
-    assert err.count("\n") == 1 and err.startswith("tessera: error: 5 of 5 nm_core tests failed on icarus: ")
+    assert err.count("\n") == 1 and err.startswith("tessera: error: 6 of 6 nm_core tests failed on icarus: ")
     assert "payload[1] got" in err
 
 

@@ -16,9 +16,9 @@ passes the core's config in the job description.
 import cocotb
 import numpy as np
 
-from compiler.nm_stream import NMProgram, lower_matmul, lower_series
+from compiler.nm_stream import NMProgram, lower_matmul, lower_series_parts
 from golden import nm, tasd
-from spec.nm_core import NMCoreConfig, beat_layout, out_layout
+from spec.nm_core import NMCoreConfig, beat_layout, out_index, out_layout
 from spec.numerics import int_range, wrap
 
 from .bench import ClockedBench
@@ -64,13 +64,20 @@ class NMCoreScoreboard(Scoreboard):
     def expect_result(self, program: NMProgram, y, label: str) -> None:
         """Expect ``y[out_rows, cols]`` (rows of the last block past ``out_rows`` are 0,
         as the compiler pads them with zero weights)."""
-        rows = self.config.rows
+        cfg = self.config
+        rows = cfg.rows * program.pack                 # logical rows per block
+        # Where each logical row's result sits in the output (spec.nm_core.out_index); the
+        # entries no logical row uses (a packing core in a mode with fewer rows) are 0.
+        where = [out_index(cfg, program.n_active, r) if cfg.sparse else r for r in range(rows)]
+        entries = out_layout(cfg).length
         y = np.asarray(y, dtype=np.int64).reshape(program.out_rows, program.cols)
         padded = np.zeros((-(-program.out_rows // rows) * rows, program.cols), dtype=np.int64)
         padded[:program.out_rows] = y
         for block, col in program.outputs:
-            self.expect(padded[block * rows:(block + 1) * rows, col].tolist(),
-                        f"{label}: row block {block}, column {col}")
+            value = [0] * entries
+            for r, k in enumerate(where):
+                value[k] = int(padded[block * rows + r, col])
+            self.expect(value, f"{label}: row block {block}, column {col}")
 
     def expect_matmul(self, program: NMProgram, values, indices, x, n: int, label: str) -> np.ndarray:
         """Expect ``golden.nm.matmul`` of compressed ``W`` (``n:m``) and ``x``; returns it."""
@@ -181,25 +188,46 @@ async def runtime_sparsity_modes(dut):
         await tb.finish(program, "n_active=0")
 
 
+async def _measure(tb, n, out_rows, k, cols, label):
+    """One back-to-back product at N' = n: results checked, cycles equal ``golden.nm.cycles``."""
+    cfg = tb.config
+    values, indices = tb.stimulus.weights(out_rows, k, n)
+    start_in, start_out = len(tb.source.transfer_edges), len(tb.sink.transfer_edges)
+    await tb.check(values, indices, tb.stimulus.acts(k, cols), n, label)
+    first = tb.source.transfer_edges[start_in]
+    last = tb.sink.transfer_edges[-1]
+    # Both drivers count edges from the same first edge after they started.
+    measured = last - first + 1
+    n_active = n if cfg.sparse else None
+    want = nm.cycles(cfg, out_rows, k, cols, n_active=n_active)
+    tb.dut._log.info("%s: %d cycles measured, %d predicted", label, measured, want)
+    pack = cfg.pack_factor(n) if cfg.sparse else 1
+    assert len(tb.sink.transfer_edges) - start_out == -(-out_rows // (cfg.rows * pack)) * cols
+    assert measured == want, f"{label}: measured {measured} cycles, golden.nm.cycles predicts {want}"
+
+
 @cocotb.test()
 async def full_rate_cycles(dut):
     """Back to back, the core takes one M-group per cycle: measured cycles equal
     ``golden.nm.cycles`` exactly, and the results are right."""
     tb = NMCoreTB(dut)
     await tb.reset()
-    cfg, gen = tb.config, tb.stimulus
-    out_rows, k, cols = 2 * cfg.rows, 16 * cfg.m, 4
-    values, indices = gen.weights(out_rows, k, cfg.n)
-    start_in, start_out = len(tb.source.transfer_edges), len(tb.sink.transfer_edges)
-    await tb.check(values, indices, gen.acts(k, cols), cfg.n, "full rate")
-    first = tb.source.transfer_edges[start_in]
-    last = tb.sink.transfer_edges[-1]
-    # Edge numbers are shared by every stream component on the clock.
-    measured = last - first + 1
-    want = nm.cycles(cfg, out_rows, k, cols)
-    dut._log.info("full rate: %d cycles measured, %d predicted", measured, want)
-    assert len(tb.sink.transfer_edges) - start_out == -(-out_rows // cfg.rows) * cols
-    assert measured == want, f"measured {measured} cycles, golden.nm.cycles predicts {want}"
+    cfg = tb.config
+    await _measure(tb, cfg.n, 2 * cfg.rows, 16 * cfg.m, 4, "full rate")
+
+
+@cocotb.test()
+async def rate_at_every_n_active(dut):
+    """Back to back at every N' <= N: measured cycles equal ``golden.nm.cycles(...,
+    n_active=N')``; on a packing core a packed mode (N' dividing N) covers N/N' times
+    the rows per beat, on any other core or mode the rate is the full-N one."""
+    tb = NMCoreTB(dut)
+    await tb.reset()
+    cfg = tb.config
+    for n in range(1, cfg.n + 1):
+        pack = cfg.pack_factor(n) if cfg.sparse else 1
+        # Two whole packed blocks plus a partial one, so the padding rows are exercised.
+        await _measure(tb, n, 2 * cfg.rows * pack + 1, 8 * cfg.m, 3, f"N'={n} (x{pack} rows)")
 
 
 #: TASD series tried on every core; those the core cannot run are left out.
@@ -221,10 +249,19 @@ async def tasd_series(dut):
     x = tb.stimulus.acts(k, 2)
     for series in runnable:
         terms = tasd.decompose(w, series)
-        program = lower_series(cfg, terms, x, filler=tb.rng)
-        want = tb.scoreboard.expect_series(program, terms, x, f"series {series}")
-        tb.drive(program)
-        await tb.finish(program, f"series {series}")
+        parts = lower_series_parts(cfg, terms, x, filler=tb.rng)
+        groups = tasd.pass_groups(series, cfg)
+        assert len(parts) == len(groups)
+        # Each part is one product (one pass group's terms at its n_active); the parts'
+        # results add up to the series' product.
+        for k, (part, (_, passes)) in enumerate(zip(parts, groups)):
+            members = [terms[i] for members in passes for i in members]
+            tb.scoreboard.expect_series(part, members, x, f"series {series} part {k}")
+            tb.drive(part)
+            await tb.finish(part, f"series {series} part {k}")
+        total = sum(nm.matmul(t.values, t.indices, x, t.n, t.m, acc_width=cfg.acc_width).astype(np.int64)
+                    for t in terms)
+        want = wrap(total, cfg.acc_width)
         if cfg.acc_width >= 32:   # no wrap-around here: also equal to (sum of terms) @ x
             approx = tasd.reconstruct(terms).astype(np.int64) @ x
             assert np.array_equal(want, approx), f"series {series}: sum of terms differs from A~ @ x"
