@@ -52,7 +52,7 @@ def _rows(out: Path) -> list[dict]:
 # -- bad input: one line each, before anything runs ------------------------------------------
 
 @pytest.mark.parametrize("text, message", [
-    ("block: no-such\n", "unknown block 'no-such'; known: accel, fp8-pe, gear-unit, "),
+    ("block: no-such\n", "unknown block 'no-such'; known: " + ", ".join(sorted(BLOCKS))),
     ("block: nm-core\nparams: {rowz: [1, 2]}\n", "params: unknown nm-core parameter 'rowz'; known: n, m, rows"),
     ("block: nm-core\nparams: {rows: [1, 0]}\n", "point {rows=0}: rows must be in 1..1024, not rows=0"),
     ("block: nm-core\nparams: {n: [1, 8], m: [4]}\n", "point {n=8, m=4}: n must satisfy 1 <= n <= m"),
