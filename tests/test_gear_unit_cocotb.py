@@ -13,7 +13,7 @@ from spec.gear_unit import GearUnitConfig
 from verif.gear_unit_tb import TILES_PARAM, load_tiles, save_tiles
 from verif.runner import run_bench
 
-from .conftest import require_simulator
+from .conftest import require_simulator, sim_matrix
 
 SIMS = ["verilator", "icarus"]
 #: Odd lane count, shared scale/zero pairs, one slot (crowded rows take several beats),
@@ -58,8 +58,10 @@ def minilm_tiles(tmp_path_factory):
     return path
 
 
-@pytest.mark.parametrize("sim", SIMS)
-@pytest.mark.parametrize("cfg", SMOKE, ids=["small", "default"])
+# The default (32-lane) unit's Verilator build takes ~75 s: Icarus runs it (with the
+# MiniLM tiles) in make test, Verilator under -m wide.
+@pytest.mark.parametrize("cfg,sim", sim_matrix(SMOKE, SIMS, lambda c: "default" if c == DEFAULT else "small",
+                                               wide=lambda c, s: c == DEFAULT and s == "verilator"))
 def test_gear_unit_bench(cfg, sim, sim_root, minilm_tiles):
     with_tiles = cfg == DEFAULT and minilm_tiles is not None
     params = {TILES_PARAM: str(minilm_tiles)} if with_tiles else None

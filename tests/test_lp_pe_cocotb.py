@@ -16,7 +16,7 @@ from spec.lp_pe import LPPEConfig
 from spec.mac_pe import FP8PEConfig, Int8PEConfig
 from verif.runner import run_bench
 
-from .conftest import require_simulator
+from .conftest import require_simulator, sim_matrix
 
 BOTH = [
     LPPEConfig(n=6, es=1, rs=3),
@@ -57,8 +57,9 @@ def run(cfg, sim, sim_root):
     assert result.passed and result.tests == 4
 
 
-@pytest.mark.parametrize("sim", ["verilator", "icarus"])
-@pytest.mark.parametrize("cfg", BOTH, ids=lp_id)
+# The 8-bit PE runs on Icarus in make test, on Verilator under -m wide.
+@pytest.mark.parametrize("cfg,sim", sim_matrix(BOTH, ["verilator", "icarus"], lp_id,
+                                               wide=lambda c, s: c.n == 8 and s == "verilator"))
 def test_lp_pe_bench(cfg, sim, sim_root):
     run(cfg, sim, sim_root)
 
