@@ -138,7 +138,7 @@ def sweep_run_command(spec_file, out, scheduler, connect_timeout, workers, force
               help="where to write pareto.md/.json/.png [default: OUT]")
 def sweep_report_command(out, block, target, report_dir):
     """Write the Pareto front (throughput vs LUT4, Fmax) of a sweep: Markdown, JSON, PNG."""
-    from verif.sweep import pareto_report
+    from verif.sweep_report import pareto_report
 
     report = pareto_report(out, block=block, target=target, report_dir=report_dir)
     click.echo(report["markdown"], nl=False)

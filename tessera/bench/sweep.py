@@ -37,7 +37,8 @@ import click
 from rich.console import Console
 from rich.progress import Progress
 
-from verif.sweep import PointTask, ResultStore, load_spec, pareto_report, run_point, step_tools
+from verif.sweep import PointTask, ResultStore, load_spec, run_point, step_tools
+from verif.sweep_report import pareto_report
 
 from ..blocks import BLOCKS
 
