@@ -171,18 +171,12 @@ def from_exported(ep) -> Graph:
             alias[node.name] = value(args[0])           # batch norm's tuple output: element 0
         elif op_name in ("relu", "relu_"):
             ops.append(Op("relu", _module(node), [value(args[0])], name, shape))
-        elif op_name in ("max_pool2d", "max_pool2d_with_indices"):
+        elif op_name in ("max_pool2d", "max_pool2d_with_indices", "avg_pool2d"):
             kernel = _ints(args[1])
             stride = _ints(args[2]) if len(args) > 2 and args[2] else kernel
             padding = _ints(args[3]) if len(args) > 3 else (0, 0)
-            ops.append(Op("maxpool", _module(node), [value(args[0])], name, shape,
-                          {"kernel": kernel, "stride": stride, "padding": padding}))
-        elif op_name == "avg_pool2d":
-            kernel = _ints(args[1])
-            stride = _ints(args[2]) if len(args) > 2 and args[2] else kernel
-            padding = _ints(args[3]) if len(args) > 3 else (0, 0)
-            ops.append(Op("avgpool", _module(node), [value(args[0])], name, shape,
-                          {"kernel": kernel, "stride": stride, "padding": padding}))
+            ops.append(Op("avgpool" if op_name == "avg_pool2d" else "maxpool", _module(node), [value(args[0])],
+                          name, shape, {"kernel": kernel, "stride": stride, "padding": padding}))
         elif op_name == "adaptive_avg_pool2d":
             ops.append(Op("adaptive_avgpool", _module(node), [value(args[0])], name, shape,
                           {"size": _ints(args[1])}))
