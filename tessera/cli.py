@@ -229,10 +229,20 @@ BENCHES = {"nm-core": ".bench.nm_core", "tasd": ".bench.tasd", "train-nm": ".ben
 @click.option("-o", "--out", default="bench_out", show_default=True, type=OutputDir())
 @click.option("-j", "--jobs", default=2, show_default=True, type=click.IntRange(min=1),
               help="synthesis runs in parallel")
-def bench_command(what, out, jobs):
+@click.option("--only", multiple=True, metavar="SECTION",
+              help="run only this section (repeatable); benchmarks with sections list them in their error")
+def bench_command(what, out, jobs, only):
     """Print the benchmark figures of a block or method."""
     module = importlib.import_module(BENCHES[what], __package__)
-    module.run_bench(out, jobs=jobs)
+    if not only:
+        module.run_bench(out, jobs=jobs)
+        return
+    sections = getattr(module, "SECTIONS", ())
+    unknown = [s for s in only if s not in sections]
+    if unknown:
+        raise click.UsageError(f"bench {what} has no section {unknown[0]!r}"
+                               + (f"; sections: {', '.join(sections)}" if sections else " (it has no sections)"))
+    module.run_bench(out, jobs=jobs, only=tuple(only))
 
 
 @cli.command("tacos")
