@@ -184,15 +184,7 @@ def test_compile_writes_a_chakra_trace_chakras_reader_reads_node_for_node(tmp_pa
 def test_layers_already_n_m_run_as_they_are_with_fewer_active_slots():
     """Weights pruned to 1:4 along K (input channels innermost) compile to one pass with
     n_active = 1, and still equal the reference: every non-zero sits in an active slot."""
-    from golden import nm
-    from golden.lowering import as_matrix, from_matrix
-
-    model, _, calib = tiny(seed=4)
-    with torch.no_grad():
-        for layer in (model.c2, model.f1):
-            w = as_matrix(layer, layer.weight)
-            layer.weight.copy_(from_matrix(layer, nm.prune(w, 1, 4)))
-    ep = torch.export.export(model, (torch.zeros(1, 2, 4, 4),))
+    ep, calib = _pruned_1of4()
     cm = compile_model(ep, calib, AcceleratorConfig())
     layers = {l["name"]: l for l in cm.manifest["layers"]}
     assert (layers["c2"]["series"], layers["c2"]["passes"], layers["c2"]["n_active"]) == ("1:4", 1, 1)
@@ -205,6 +197,7 @@ PACKING = AcceleratorConfig(rows=2, packing=True, act_rows=256, wgt_rows=64, acc
 
 
 def _pruned_1of4(seed=4):
+    """The tiny model with c2 and f1 pruned to 1:4 along K, exported, and its calibration."""
     from golden import nm
     from golden.lowering import as_matrix, from_matrix
 
