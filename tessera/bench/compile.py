@@ -131,12 +131,13 @@ def run_bench(out: Path, jobs: int = 2, *, rtl_images: int = RTL_IMAGES) -> dict
             if machine is packing:
                 name += " [packing machine]"
             ep = torch.export.export(model, (calib[:1],))
-            if budget is not None and k not in choices_of:
-                result = search(model, calib, config.core, default_menu(config.core), y=calib_y,
+            if budget is not None:          # TASDER prices the series on this machine's core
+                result = search(model, calib, machine.core, default_menu(machine.core), y=calib_y,
                                 max_accuracy_drop=budget)
-                choices_of[k] = {n: c.weights for n, c in result.choices.items()}
+                choices_of[k, machine.packing] = {n: c.weights for n, c in result.choices.items()}
             started = time.monotonic()
-            compiled = compile_model(ep, calib.numpy(), machine, batch=BATCH, choices=choices_of.get(k))
+            compiled = compile_model(ep, calib.numpy(), machine, batch=BATCH,
+                                     choices=choices_of.get((k, machine.packing)))
             compile_seconds = time.monotonic() - started
             ev = _evaluate(compiled, data, model, name)
             report(2 * step + 1)
