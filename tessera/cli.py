@@ -106,7 +106,7 @@ def _verify_command(block: Block) -> click.Command:
                 module, function = block.verify.split(":")
                 with progress_bar(f"verify {block.name} on {s}", None):
                     cases = getattr(importlib.import_module(module), function)(
-                        config, sim=s, build_root=build_dir, seed=seed)
+                        config, sim=s, build_root=build_dir, seed=seed, reset_only=reset_only)
                 for name, ok in cases:
                     click.echo(f"{s:9} {name:32} {'PASS' if ok else 'FAIL'}")
                 bad = sum(not ok for _, ok in cases)

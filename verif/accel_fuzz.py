@@ -97,9 +97,11 @@ def legal_program(config: AcceleratorConfig, seed: int, *, tiles: int | None = N
         # Keep the rows a tile needs inside its buffer slice (half of act for POST output).
         while act_need > slice_rows["act"] // 2 or rb * passes * groups > slice_rows["wgt"] or \
                 rb * cols > slice_rows["acc"]:
+            if transpose and rb == min_rb and groups == 1:    # m columns do not fit: not transposed
+                transpose = 0
             rb, groups, passes = max(min_rb, rb - 1), max(1, groups - 1), max(1, passes - 1)
             cols = cols if transpose else max(1, cols - 1)
-            stride = min(stride, groups + 2)
+            stride = max(1, min(stride - 1, groups + 2))
             act_need = (cols - 1) * stride + groups
         act_off = int(rng.integers(0, slice_rows["act"] // 2 - act_need + 1))
         wgt_rows_n = rb * passes * groups
