@@ -71,7 +71,7 @@ class DistilBudget:
     train split of Python 3.11). Measured on one torch thread (as the bench's workers
     run): about 1.0-1.1 CPU-s per step (SR-STE 1:8: 1.02, SDGF 1:16: 1.13; 18.5 tokens
     per sentence on average, so ``max_tokens`` barely matters) plus 5.6 CPU-s for the
-    548-sentence test split: about 70 CPU-s per run."""
+    548-sentence test split: 52-82 CPU-s per run in the benchmark."""
 
     steps: int = 10              # steps per epoch
     batch: int = 32              # sentences per step
