@@ -404,15 +404,15 @@ def main(argv=None) -> int:
 @click.option("--recipe", type=click.Choice(list(RECIPES)), default="sdgf", show_default=True)
 @click.option("--n", default=1, show_default=True, help="target N")
 @click.option("--m", default=8, show_default=True, help="target M")
-@click.option("--epochs", type=int, default=None, help="[default: digits 30, minilm 10]")
+@click.option("--epochs", type=int, default=None, help="[default: digits 30, minilm 6]")
 @click.option("--warmup", type=int, default=None, help="dense warm-up epochs [default: digits 5, minilm 0]")
 @click.option("--finetune", type=int, default=None,
-              help="final epochs with a fixed binary mask [default: digits 5, minilm 2]")
+              help="final epochs with a fixed binary mask [default: digits 5, minilm 1]")
 @click.option("--lam", default=2e-4, show_default=True, help="SR-STE's lambda (srste, sdgf)")
 @click.option("--decay", default=0.0, show_default=True,
               help="MDGF decay constant (0: linear 1.0, exp 8.0)")
 @click.option("--schedule", default="", help="SDGF stages of N, e.g. 7,4,2,1 [default: m-1 halving to n]")
-@click.option("--steps", type=click.IntRange(min=1), default=None, help="minilm: steps per epoch [default: 15]")
+@click.option("--steps", type=click.IntRange(min=1), default=None, help="minilm: steps per epoch [default: 10]")
 @click.option("--batch", type=click.IntRange(min=1), default=None, help="minilm: sentences per step [default: 32]")
 @click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("-o", "--out", default="train_out", show_default=True, type=OutputDir())
@@ -428,7 +428,11 @@ def train_nm_command(model_name, recipe, n, m, epochs, warmup, finetune, lam, de
         stages = tuple(int(v) for v in schedule.split(",")) if schedule else ()
     except ValueError:
         raise click.UsageError(f"--schedule must be comma-separated integers, not {schedule!r}") from None
-    defaults = {"digits": (30, 5, 5), "minilm": (10, 0, 2)}[model_name]
+    if model_name == "minilm":
+        from golden.sparse_train.distil import EPOCHS as defaults
+        defaults = tuple(defaults[k] for k in ("epochs", "warmup", "finetune"))
+    else:
+        defaults = (30, 5, 5)
     epochs, warmup, finetune = (d if v is None else v for v, d in zip((epochs, warmup, finetune), defaults))
     r = Recipe(kind=recipe, n=n, m=m, epochs=epochs, warmup=warmup, finetune=finetune, lam=lam,
                decay=decay, schedule=stages)

@@ -53,17 +53,27 @@ from ..lowering import matmul_layers
 from .estimators import SparseTraining, check_nm
 from .recipe import Recipe
 
-__all__ = ["DistilBudget", "Distilled", "teacher_embeddings", "distil", "student_cosine",
+__all__ = ["EPOCHS", "DistilBudget", "Distilled", "teacher_embeddings", "distil", "student_cosine",
            "step_flops", "minilm_operands", "new_student", "batches"]
+
+
+#: The epochs every recipe gets by default (``tessera train-nm --model minilm`` and the
+#: benchmark): no dense warm-up (the student starts as the teacher, whose loss is 0),
+#: five sparse epochs, one fine-tune epoch.
+EPOCHS = {"epochs": 6, "warmup": 0, "finetune": 1}
 
 
 @dataclass(frozen=True)
 class DistilBudget:
     """How much training a run gets (the same for every recipe it is compared across).
-    The defaults are ``tessera bench train-nm``'s (with 10 epochs: 150 steps, 4,800
-    sentences, a little more than one pass over the train split)."""
+    The defaults are ``tessera bench train-nm``'s: with :data:`EPOCHS` (6 epochs), 60
+    steps of 32 sentences, 1,920 sentences (about 0.44 passes over the 4,390-sentence
+    train split of Python 3.11). Measured on one torch thread (as the bench's workers
+    run): about 1.0-1.1 CPU-s per step (SR-STE 1:8: 1.02, SDGF 1:16: 1.13; 18.5 tokens
+    per sentence on average, so ``max_tokens`` barely matters) plus 5.6 CPU-s for the
+    548-sentence test split: 52-82 CPU-s per run in the benchmark."""
 
-    steps: int = 15              # steps per epoch
+    steps: int = 10              # steps per epoch
     batch: int = 32              # sentences per step
     lr: float = 1e-3             # Adam, constant
     max_tokens: int = 64         # truncation of every sentence (teacher and student)
