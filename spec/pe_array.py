@@ -58,11 +58,10 @@ class _ArrayMixin:
     def check_layer(self, out_features: int, in_features: int):
         """Raise :class:`ConfigError` unless a layer of ``out_features`` x ``in_features``
         tiles onto the array (``rows`` divides the outputs, ``cols`` the inputs)."""
-        for what, size, unit in (("out_features", out_features, self.rows),
-                                 ("in_features", in_features, self.cols)):
+        for what, size, name, unit in (("out_features", out_features, "rows", self.rows),
+                                       ("in_features", in_features, "cols", self.cols)):
             if size < 1 or size % unit:
-                raise ConfigError(f"{what}={size} does not divide into the array's "
-                                  f"{'rows' if unit == self.rows else 'cols'}={unit}")
+                raise ConfigError(f"{what}={size} does not divide into the array's {name}={unit}")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -229,10 +229,20 @@ BENCHES = {"nm-core": ".bench.nm_core", "tasd": ".bench.tasd", "train-nm": ".ben
 @click.option("-o", "--out", default="bench_out", show_default=True, type=OutputDir())
 @click.option("-j", "--jobs", default=2, show_default=True, type=click.IntRange(min=1),
               help="synthesis runs in parallel")
-def bench_command(what, out, jobs):
+@click.option("--only", metavar="SECTION", default=None,
+              help="run one section of the benchmark alone (lp: digits, hardware, minilm)")
+def bench_command(what, out, jobs, only):
     """Print the benchmark figures of a block or method."""
     module = importlib.import_module(BENCHES[what], __package__)
-    module.run_bench(out, jobs=jobs)
+    if only is None:
+        module.run_bench(out, jobs=jobs)
+        return
+    sections = getattr(module, "SECTIONS", ())
+    if only not in sections:
+        raise click.BadParameter(f"{only!r} is not a section of bench {what} "
+                                 f"({', '.join(sections) if sections else 'it has none: it runs whole'})",
+                                 param_hint="--only")
+    module.run_bench(out, jobs=jobs, only=only)
 
 
 @cli.command("tacos")
