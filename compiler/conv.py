@@ -18,7 +18,9 @@ start ``s * CG_in`` rows later: one GEMM (``cols = Wo``, ``act_stride = s * CG_i
 
 Tiles are ``(image, block tile)``; the weights of a block tile, the image and the output
 are double buffered when two of each fit (``nbuf = 2``), else single (``nbuf = 1``). The
-token rules are those of :mod:`compiler.gemm` with ``nbuf`` in place of 2.
+token rules are those of :mod:`compiler.gemm` with ``nbuf`` in place of 2. With ``pack``
+(a packing machine, :func:`compiler.gemm.product_pack`) a block is ``rows << pack``
+output channels, as in :mod:`compiler.gemm`.
 """
 
 from dataclasses import dataclass
@@ -29,6 +31,7 @@ from spec.accel import AcceleratorConfig
 from spec.isa import Mem, Opcode
 
 from . import CompileError
+from .gemm import pack_slots
 from .program import Program, Region, wgt_rows
 
 __all__ = ["ConvShape", "conv_plan", "lower_conv", "conv_weight_rows"]
@@ -78,18 +81,19 @@ class ConvPlan:
     nbuf: int           # 1 or 2
 
 
-def conv_plan(cfg: AcceleratorConfig, s: ConvShape) -> ConvPlan:
+def conv_plan(cfg: AcceleratorConfig, s: ConvShape, pack: int = 0) -> ConvPlan:
     """Block tiles and buffering that fit the scratchpads."""
     cg_in, cg_out = s.groups(cfg.m)
-    blocks = -(-s.c_out // cfg.rows)
+    br = cfg.block_rows(pack)
+    blocks = -(-s.c_out // br)
     per_block = s.kh * s.passes * s.kw * cg_in                  # weight rows per block
     image_rows = s.hp * s.wp * cg_in
     out_rows = s.ho * s.wo * cg_out
-    c_pad = blocks * cfg.rows
+    c_pad = blocks * br
     if c_pad > cfg.param_rows:
         raise CompileError(f"{s.c_out} output channels need {c_pad} parameter rows, the machine has "
                            f"{cfg.param_rows}")
-    step = max(1, cfg.m // cfg.rows)
+    step = max(1, cfg.m // br)
     for nbuf in (2, 1):
         if nbuf * (image_rows + out_rows) > cfg.act_rows:
             continue
@@ -107,17 +111,22 @@ def conv_plan(cfg: AcceleratorConfig, s: ConvShape) -> ConvPlan:
 
 
 def conv_weight_rows(cfg: AcceleratorConfig, values: np.ndarray, indices: np.ndarray | None,
-                     s: ConvShape) -> bytes:
+                     s: ConvShape, pack: int = 0) -> bytes:
     """Compressed weights ``values[P, C_out, kh, kw*CG_in, n]`` (``indices`` likewise, or
-    None for a dense core) -> weight rows in the layout of the module docstring."""
+    None for a dense core) -> weight rows in the layout of the module docstring (with
+    ``pack``: slots ``< n >> pack`` only, :func:`compiler.gemm.pack_slots`)."""
     v = np.asarray(values)
     passes, c_out, kh, g, n = v.shape
-    blocks = -(-c_out // cfg.rows)
-    full_v = np.zeros((passes, blocks * cfg.rows, kh, g, cfg.n), np.int64)
+    if pack and np.any(v[..., cfg.n >> pack:]):
+        raise CompileError(f"pack={pack} leaves {cfg.n >> pack} slots per logical row; the weights use more")
+    br = cfg.block_rows(pack)
+    blocks = -(-c_out // br)
+    full_v = np.zeros((passes, blocks * br, kh, g, cfg.n), np.int64)
     full_i = np.zeros_like(full_v)
     full_v[:, :c_out, :, :, :n] = v
     if indices is not None:
         full_i[:, :c_out, :, :, :n] = indices
+    full_v, full_i = pack_slots(cfg, full_v, pack), pack_slots(cfg, full_i, pack)
     # row ky * (B P G) + (b P + p) G + g, lane r  <-  [p, b*rows + r, ky, g]
     def shaped(a):
         return a.reshape(passes, blocks, cfg.rows, kh, g, cfg.n).transpose(3, 1, 0, 4, 2, 5) \
@@ -126,12 +135,14 @@ def conv_weight_rows(cfg: AcceleratorConfig, values: np.ndarray, indices: np.nda
 
 
 def lower_conv(prog: Program, s: ConvShape, *, x: Region, w: Region, params: Region, y: Region,
-               n_active: int, relu: bool, first_pop: bool = False, last_push: bool = False) -> ConvPlan:
+               n_active: int, relu: bool, first_pop: bool = False, last_push: bool = False,
+               pack: int = 0) -> ConvPlan:
     """Append the instructions of one convolution (module docstring) to ``prog``."""
     cfg = prog.config
-    plan = conv_plan(cfg, s)
+    plan = conv_plan(cfg, s, pack)
     cg_in, cg_out = s.groups(cfg.m)
-    blocks = -(-s.c_out // cfg.rows)
+    br = cfg.block_rows(pack)
+    blocks = -(-s.c_out // br)
     g = s.kw * cg_in
     per_block = s.kh * s.passes * g
     image_rows, out_rows = s.hp * s.wp * cg_in, s.ho * s.wo * cg_out
@@ -159,10 +170,10 @@ def lower_conv(prog: Program, s: ConvShape, *, x: Region, w: Region, params: Reg
                 prog.emit(Opcode.LOAD, mem=Mem.ACT, sram=image_base, dram=x.addr + image * image_rows * pitch["act"],
                           y_size=1, x_size=image_rows)
             if t == 0:
-                prog.emit(Opcode.LOAD, mem=Mem.PARAM, sram=0, dram=params.addr, y_size=1, x_size=blocks * cfg.rows)
+                prog.emit(Opcode.LOAD, mem=Mem.PARAM, sram=0, dram=params.addr, y_size=1, x_size=blocks * br)
             prog.emit(Opcode.LOAD, mem=Mem.ACT, push_next=1)
             # ---- compute: per output row, kh GEMMs then a POST
-            lanes = min(rb * cfg.rows, -(-s.c_out // cfg.m) * cfg.m - b0 * cfg.rows)
+            lanes = min(rb * br, -(-s.c_out // cfg.m) * cfg.m - b0 * br)
             last_tile_of_image = j == plan.n_bt - 1
             for oy in range(s.ho):
                 for ky in range(s.kh):
@@ -170,10 +181,10 @@ def lower_conv(prog: Program, s: ConvShape, *, x: Region, w: Region, params: Reg
                     prog.emit(Opcode.GEMM, wgt=wb + ky * rb * s.passes * g,
                               act=image_base + ((oy * s.stride + ky) * s.wp) * cg_in, acc=0,
                               row_blocks=rb, cols=s.wo, k_groups=g, passes=s.passes, act_stride=s.stride * cg_in,
-                              n_active=n_active, accumulate=int(ky > 0), pop_prev=int(first))
+                              n_active=n_active, pack=pack, accumulate=int(ky > 0), pop_prev=int(first))
                 last = oy == s.ho - 1
-                prog.emit(Opcode.POST, acc=0, act=out_base + oy * s.wo * cg_out + b0 * cfg.rows // cfg.m, param=b0 * cfg.rows,
-                          row_blocks=rb, cols=s.wo, out_stride=cg_out, lanes=lanes, relu=int(relu),
+                prog.emit(Opcode.POST, acc=0, act=out_base + oy * s.wo * cg_out + b0 * br // cfg.m, param=b0 * br,
+                          row_blocks=rb, cols=s.wo, out_stride=cg_out, lanes=lanes, relu=int(relu), pack=pack,
                           pop_next=int(oy == 0 and j == 0 and image >= nbuf),
                           push_prev=int(last and t + nbuf < total),
                           push_next=int(last and last_tile_of_image))

@@ -7,10 +7,16 @@ DRAM layouts (the compiler's convention, one "column" = one token or pixel):
 
 * ``X``: column-major groups: activation row ``c * G + g`` holds ``X[g*m:(g+1)*m, c]``
   (``G = K / m``), i.e. ``X.T`` row-major with channels innermost (NHWC).
-* ``W``: weight row ``(b * P + p) * G + g`` holds pass ``p``'s group ``g`` of the ``rows``
-  output rows of block ``b``.
+* ``W``: weight row ``(b * P + p) * G + g`` holds pass ``p``'s group ``g`` of the ``B``
+  output rows of block ``b`` (``B = rows``, or ``rows << pack`` packed: below).
 * ``Y``: like ``X``: activation row ``c * (R / m) + r // m``; with ``acc_out`` the int32
-  accumulators instead: accumulator row ``b * C + c`` (the core's output).
+  accumulators instead: accumulator row ``b * C + c`` (lanes ``0 .. B - 1``).
+
+Packing (a machine with ``packing``, :func:`product_pack`): a product whose groups hold at
+most ``n_active = n >> k`` non-zeros runs with ``pack = k``: each core row computes ``2^k``
+logical rows, so a block is ``B = rows << k`` output rows and the product takes ``2^k``
+times fewer beats. Logical row ``r * 2^k + q`` of a block sits in core row ``r``'s weight
+slots ``q * n_active ...`` (:func:`spec.nm_core.logical_slot`; :func:`pack_slots`).
 
 Tiling: ``RB`` row blocks x ``CT`` columns x ``GT`` groups per tile, chosen so that two of
 everything fit the scratchpads (double buffering: tile ``t`` uses buffer ``t % 2``). The
@@ -28,16 +34,17 @@ then column tiles, then K tiles (accumulating). Tokens (docs/isa.md):
 
 from dataclasses import dataclass
 
+import numpy as np
+from amaranth.utils import exact_log2
+
 from spec.accel import AcceleratorConfig
 from spec.isa import Mem, Opcode
-
-import numpy as np
 
 from . import CompileError
 from .program import Program, Region, act_rows, param_rows, wgt_rows
 
 __all__ = ["GemmShape", "Tiling", "plan_tiles", "lower_gemm", "x_rows", "w_rows", "p_rows",
-           "padded_rows"]
+           "padded_rows", "product_pack", "pack_slots"]
 
 
 @dataclass(frozen=True)
@@ -66,26 +73,46 @@ class Tiling:
         return self.n_rb * self.n_ct * self.n_gt
 
 
-def _blocks(cfg: AcceleratorConfig, shape: GemmShape) -> tuple[int, int]:
+def product_pack(cfg: AcceleratorConfig, n_active: int) -> int:
+    """The ``pack`` of a product whose groups hold at most ``n_active`` non-zeros:
+    ``log2(n / n_active)`` on a packing machine when ``n_active`` divides n (below n),
+    else 0 (``spec.nm_core.NMCoreConfig.pack_factor``)."""
+    return exact_log2(cfg.core.pack_factor(n_active)) if cfg.packing else 0
+
+
+def pack_slots(cfg: AcceleratorConfig, a: np.ndarray, pack: int) -> np.ndarray:
+    """Per-logical-row groups ``a[P, B * blocks, ..., n]`` (slots beyond ``n >> pack``
+    empty) -> per-core-row groups ``a[P, rows * blocks, ..., n]``: logical row ``r * 2^pack
+    + q`` of a block into core row ``r``'s slots ``q * (n >> pack) ...``."""
+    if not pack:
+        return a
+    k, slots = 1 << pack, cfg.n >> pack
+    passes, logical, *mid, _ = a.shape
+    a = a[..., :slots].reshape(passes, logical // k, k, *mid, slots)
+    return np.moveaxis(a, 2, -2).reshape(passes, logical // k, *mid, cfg.n)
+
+
+def _blocks(cfg: AcceleratorConfig, shape: GemmShape, pack: int = 0) -> tuple[int, int]:
     if shape.k % cfg.m:
         raise CompileError(f"K={shape.k} is not a multiple of the core's m={cfg.m}: pad it first")
-    return -(-shape.rows // cfg.rows), shape.k // cfg.m
+    return -(-shape.rows // cfg.block_rows(pack)), shape.k // cfg.m
 
 
-def plan_tiles(cfg: AcceleratorConfig, shape: GemmShape, *, acc_out: bool = False) -> Tiling:
+def plan_tiles(cfg: AcceleratorConfig, shape: GemmShape, *, acc_out: bool = False, pack: int = 0) -> Tiling:
     """The largest tiles that fit twice in every scratchpad (see the module docstring):
     all of K if possible, then as many columns as possible (the weights are reused across
-    them), then row blocks."""
-    blocks, groups = _blocks(cfg, shape)
+    them), then row blocks (of ``rows << pack`` output rows)."""
+    blocks, groups = _blocks(cfg, shape, pack)
+    br = cfg.block_rows(pack)
     p = shape.passes
     half = {mem: cfg.depth(mem) // 2 for mem in ("act", "wgt", "acc", "param")}
-    out_rows_per_col = lambda rb: -(-rb * cfg.rows // cfg.m)          # noqa: E731
+    out_rows_per_col = lambda rb: -(-rb * br // cfg.m)          # noqa: E731
     for gt in _divisor_sizes(groups):
         if p * gt > half["wgt"]:
             continue
-        # Output tiles start at whole m-groups of channels: rb * rows is a multiple of m.
-        step = max(1, cfg.m // cfg.rows)
-        top = min(blocks, half["wgt"] // (p * gt), half["param"] // cfg.rows)
+        # Output tiles start at whole m-groups of channels: rb * br is a multiple of m.
+        step = max(1, cfg.m // br)
+        top = min(blocks, half["wgt"] // (p * gt), half["param"] // br)
         for rb in range(top - top % step if top >= step else 0, 0, -step):
             # act: the input tile (ct * gt rows) and the output tile (ct * rows_per_col) per buffer
             per_col = gt + (0 if acc_out else out_rows_per_col(rb))
@@ -108,18 +135,21 @@ def _divisor_sizes(groups: int) -> list[int]:
 
 def lower_gemm(prog: Program, shape: GemmShape, *, x: Region, w: Region, params: Region | None,
                y: Region, n_active: int, relu: bool = False, acc_out: bool = False,
-               tiling: Tiling | None = None, first_pop: bool = False, last_push: bool = False) -> Tiling:
+               tiling: Tiling | None = None, first_pop: bool = False, last_push: bool = False,
+               pack: int = 0) -> Tiling:
     """Append the instructions of one product to ``prog`` (regions in its DRAM layout,
-    module docstring). ``first_pop``: the first load waits for a compute->load token (a
-    previous layer's output is in DRAM); ``last_push``: the last store pushes a
-    store->compute token (for whatever runs next). Returns the tiling used."""
+    module docstring; ``w`` and ``params`` written with the same ``pack``). ``first_pop``:
+    the first load waits for a compute->load token (a previous layer's output is in DRAM);
+    ``last_push``: the last store pushes a store->compute token (for whatever runs next).
+    Returns the tiling used."""
     cfg = prog.config
-    blocks, groups = _blocks(cfg, shape)
-    t = tiling or plan_tiles(cfg, shape, acc_out=acc_out)
+    blocks, groups = _blocks(cfg, shape, pack)
+    br = cfg.block_rows(pack)
+    t = tiling or plan_tiles(cfg, shape, acc_out=acc_out, pack=pack)
     p = shape.passes
     half = {mem: cfg.depth(mem) // 2 for mem in ("act", "wgt", "acc", "param")}
     pitch = {mem: cfg.pitch(mem) for mem in ("act", "wgt", "acc", "param")}
-    out_per_col = -(-t.rb * cfg.rows // cfg.m)
+    out_per_col = -(-t.rb * br // cfg.m)
     in_size, out_size = t.ct * t.gt, t.ct * out_per_col     # act rows of one input / output buffer
     r_groups = -(-shape.rows // cfg.m)                     # output rows (m-groups) per column in DRAM
     total, n_out = t.tiles, t.n_rb * t.n_ct
@@ -127,7 +157,10 @@ def lower_gemm(prog: Program, shape: GemmShape, *, x: Region, w: Region, params:
     for ri in range(t.n_rb):
         b0 = ri * t.rb
         rb = min(t.rb, blocks - b0)
-        lanes = min(rb * cfg.rows, shape.rows - b0 * cfg.rows)
+        lanes = min(rb * br, shape.rows - b0 * br)
+        # Output rows per column of this row tile: POST writes them, STORE takes them, at
+        # the same stride (a short last row tile has fewer than out_per_col).
+        out_groups = -(-lanes // cfg.m)
         for ci in range(t.n_ct):
             c0 = ci * t.ct
             ct = min(t.ct, shape.cols - c0)
@@ -152,19 +185,19 @@ def lower_gemm(prog: Program, shape: GemmShape, *, x: Region, w: Region, params:
                           y_size=ct, x_size=gt, y_stride=groups * pitch["act"])
                 if params is not None and last_k and not acc_out:
                     prog.emit(Opcode.LOAD, mem=Mem.PARAM, sram=param_base,
-                              dram=params.addr + b0 * cfg.rows * pitch["param"], y_size=1,
-                              x_size=min(-(-lanes // cfg.m) * cfg.m, rb * cfg.rows))
+                              dram=params.addr + b0 * br * pitch["param"], y_size=1,
+                              x_size=min(-(-lanes // cfg.m) * cfg.m, rb * br))
                 prog.emit(Opcode.LOAD, mem=Mem.ACT, push_next=1)
                 # ---- compute
                 prog.emit(Opcode.GEMM, wgt=wgt_base, act=act_in, acc=acc_base, row_blocks=rb, cols=ct, k_groups=gt,
-                          passes=p, act_stride=gt, n_active=n_active, accumulate=int(gi > 0), pop_prev=1,
+                          passes=p, act_stride=gt, n_active=n_active, pack=pack, accumulate=int(gi > 0), pop_prev=1,
                           pop_next=int(acc_out and gi == 0 and out_index >= 2),
                           push_prev=int(reuse and (acc_out or not last_k)),
                           push_next=int(acc_out and last_k))
                 if last_k and not acc_out:
-                    whole = min(-(-lanes // cfg.m) * cfg.m, rb * cfg.rows)    # pad lanes give 0
+                    whole = min(-(-lanes // cfg.m) * cfg.m, rb * br)    # pad lanes give 0
                     prog.emit(Opcode.POST, acc=acc_base, act=act_out, param=param_base, row_blocks=rb, cols=ct,
-                              out_stride=out_per_col, lanes=whole, relu=int(relu),
+                              out_stride=out_groups, lanes=whole, relu=int(relu), pack=pack,
                               pop_next=int(out_index >= 2), push_prev=int(reuse), push_next=1)
                 index += 1
             # ---- store the finished output tile
@@ -174,16 +207,16 @@ def lower_gemm(prog: Program, shape: GemmShape, *, x: Region, w: Region, params:
                           y_size=rb, x_size=ct, y_stride=shape.cols * pitch["acc"], pop_prev=1, push_prev=push)
             else:
                 prog.emit(Opcode.STORE, mem=Mem.ACT, sram=act_out,
-                          dram=y.addr + (c0 * r_groups + b0 * cfg.rows // cfg.m) * pitch["act"],
-                          y_size=ct, x_size=-(-lanes // cfg.m), y_stride=r_groups * pitch["act"],
+                          dram=y.addr + (c0 * r_groups + b0 * br // cfg.m) * pitch["act"],
+                          y_size=ct, x_size=out_groups, y_stride=r_groups * pitch["act"],
                           pop_prev=1, push_prev=push)
             out_index += 1
     return t
 
 
-def padded_rows(cfg: AcceleratorConfig, rows: int) -> int:
-    """Output rows (channels) a product occupies: whole core blocks and whole m-groups."""
-    step = max(cfg.rows, cfg.m)
+def padded_rows(cfg: AcceleratorConfig, rows: int, pack: int = 0) -> int:
+    """Output rows (channels) a product occupies: whole blocks and whole m-groups."""
+    step = max(cfg.block_rows(pack), cfg.m)
     return -(-rows // step) * step
 
 
@@ -195,9 +228,10 @@ def x_rows(cfg: AcceleratorConfig, x: np.ndarray) -> bytes:
     return act_rows(cfg, np.asarray(x).T.reshape(c * (k // cfg.m), cfg.m))
 
 
-def w_rows(cfg: AcceleratorConfig, values: np.ndarray, indices: np.ndarray | None) -> bytes:
+def w_rows(cfg: AcceleratorConfig, values: np.ndarray, indices: np.ndarray | None, pack: int = 0) -> bytes:
     """Compressed weights ``values[P, R, G, n]`` (and ``indices``; ``P`` passes) -> weight
-    rows in the module's layout, the rows padded with zero weights to whole core blocks."""
+    rows in the module's layout, the rows padded with zero weights to whole blocks; with
+    ``pack``, only slots ``< n >> pack`` may hold weights (:func:`pack_slots`)."""
     v = np.asarray(values)
     if v.ndim == 3:
         v = v[None]
@@ -205,22 +239,25 @@ def w_rows(cfg: AcceleratorConfig, values: np.ndarray, indices: np.ndarray | Non
     passes, rows, groups, n = v.shape
     if n > cfg.n:
         raise CompileError(f"{n} weight slots do not fit the core's n={cfg.n}")
-    blocks = -(-rows // cfg.rows)
-    full_v = np.zeros((passes, blocks * cfg.rows, groups, cfg.n), np.int64)
+    if pack and np.any(v[..., cfg.n >> pack:]):
+        raise CompileError(f"pack={pack} leaves {cfg.n >> pack} slots per logical row; the weights use more")
+    blocks = -(-rows // cfg.block_rows(pack))
+    full_v = np.zeros((passes, blocks * cfg.block_rows(pack), groups, cfg.n), np.int64)
     full_i = np.zeros_like(full_v)
     full_v[:, :rows, :, :n] = v
     if indices is not None:
         full_i[:, :rows, :, :n] = indices
+    full_v, full_i = pack_slots(cfg, full_v, pack), pack_slots(cfg, full_i, pack)
     # row (b * P + p) * G + g, lane r  <-  [p, b * rows + r, g, :]
     shaped = lambda a: a.reshape(passes, blocks, cfg.rows, groups, cfg.n).transpose(1, 0, 3, 2, 4) \
         .reshape(blocks * passes * groups, cfg.rows, cfg.n)                 # noqa: E731
     return wgt_rows(cfg, shaped(full_v), shaped(full_i) if cfg.core.sparse else None)
 
 
-def p_rows(cfg: AcceleratorConfig, bias, mult, shift, rows: int) -> bytes:
+def p_rows(cfg: AcceleratorConfig, bias, mult, shift, rows: int, pack: int = 0) -> bytes:
     """Per-channel POST parameters padded to :func:`padded_rows` with zeros (mult 0: the
     padding channels come out 0)."""
-    padded = padded_rows(cfg, rows)
+    padded = padded_rows(cfg, rows, pack)
     out = [np.zeros(padded, np.int64) for _ in range(3)]
     for o, a in zip(out, (bias, mult, shift)):
         o[:rows] = np.asarray(a).reshape(-1)

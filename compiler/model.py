@@ -37,7 +37,7 @@ from spec.isa import WORD_BYTES, Opcode, bytes_to_words, words_to_bytes
 
 from . import CompileError
 from .conv import ConvShape, conv_weight_rows, lower_conv
-from .gemm import GemmShape, lower_gemm, p_rows, padded_rows, w_rows
+from .gemm import GemmShape, lower_gemm, p_rows, padded_rows, product_pack, w_rows
 from .graph import Graph, Op, from_exported
 from .hostops import HOST_COST, run_host_op
 from .program import Program, unpack_acc_rows, unpack_act_rows, act_rows
@@ -112,6 +112,7 @@ class Layer:
     values: np.ndarray                  # [P, R, (kh,) G, n] machine-ordered compressed groups
     indices: np.ndarray | None
     in_perm: np.ndarray | None = None   # linear after a folded flatten: logical -> machine K order
+    pack: int = 0                       # GEMM/POST pack: 2^pack logical rows per core row
 
     @property
     def relu(self) -> bool:
@@ -360,9 +361,10 @@ def _from_layout(cfg: AcceleratorConfig, blob: bytes, layout: dict) -> np.ndarra
     m = cfg.m
     if layout["kind"] == "acc":
         b, r = layout["batch"], layout["rows"]
-        blocks = -(-r // cfg.rows)
-        acc = unpack_acc_rows(cfg, blob, blocks * b).reshape(blocks, b, cfg.rows)
-        return acc.transpose(1, 0, 2).reshape(b, blocks * cfg.rows)[:, :r]
+        br = cfg.block_rows(layout.get("pack", 0))
+        blocks = -(-r // br)
+        acc = unpack_acc_rows(cfg, blob, blocks * b)[:, :br].reshape(blocks, b, br)
+        return acc.transpose(1, 0, 2).reshape(b, blocks * br)[:, :r]
     if layout["kind"] == "image":
         b, c, h, w, pad = layout["batch"], layout["channels"], layout["h"], layout["w"], layout["pad"]
         cg = -(-c // m)
@@ -423,7 +425,7 @@ def compile_model(exported, calib, config: AcceleratorConfig = AcceleratorConfig
             if indices is not None:
                 indices = indices.reshape(values.shape)
         layers[op.name] = Layer(op, s_in, s_out, w_eff, ws, bias, mult, shift, series, passes, n_active,
-                                values, indices, in_perm)
+                                values, indices, in_perm, product_pack(cfg, n_active))
     # ---- segments
     steps, segments = [], []
     chain = []
@@ -524,11 +526,12 @@ def _segment(cfg: AcceleratorConfig, graph: Graph, layers: list[Layer], batch: i
         op = layer.op
         nxt = layers[k + 1] if k + 1 < len(layers) else None
         w = prog.put(f"{op.name}.weights", _weights_blob(cfg, layer))
-        params = prog.put(f"{op.name}.params", p_rows(cfg, layer.bias, layer.mult, layer.shift, len(layer.bias)))
+        params = prog.put(f"{op.name}.params", p_rows(cfg, layer.bias, layer.mult, layer.shift, len(layer.bias),
+                                                      layer.pack))
         start = len(prog.insns)
         if k > 0:                                      # the token bridge from the layer before
             prog.emit(Opcode.GEMM, pop_next=1, push_prev=1)
-        r_out = padded_rows(cfg, len(layer.bias))
+        r_out = padded_rows(cfg, len(layer.bias), layer.pack)
         if op.kind == "conv":
             _, c_out, ho, wo = op.shape
             out_pad = nxt.op.attrs["padding"] if nxt is not None and nxt.op.kind == "conv" else 0
@@ -539,18 +542,19 @@ def _segment(cfg: AcceleratorConfig, graph: Graph, layers: list[Layer], batch: i
             out = prog.alloc(f"{op.name}.out" if nxt else "output",
                              batch * (ho + 2 * out_pad) * (wo + 2 * out_pad) * -(-c_out // cfg.m) * cfg.pitch("act"))
             lower_conv(prog, shape, x=current, w=w, params=params, y=out, n_active=layer.n_active,
-                       relu=layer.relu, first_pop=k > 0, last_push=nxt is not None)
+                       relu=layer.relu, first_pop=k > 0, last_push=nxt is not None, pack=layer.pack)
             out_layout = {"kind": "image", "value": op.output, "batch": batch, "channels": c_out, "h": ho, "w": wo,
                           "pad": out_pad}
         else:
             k_in = layer.values.shape[2] * cfg.m
-            size = (-(-len(layer.bias) // cfg.rows) * batch * cfg.pitch("acc") if layer.acc_out
+            size = (-(-len(layer.bias) // cfg.block_rows(layer.pack)) * batch * cfg.pitch("acc") if layer.acc_out
                     else batch * r_out * cfg.pitch("act") // cfg.m)
             out = prog.alloc(f"{op.name}.out" if nxt else "output", size)
             lower_gemm(prog, GemmShape(len(layer.bias), k_in, batch, layer.passes), x=current, w=w, params=params,
                        y=out, n_active=layer.n_active, relu=layer.relu, acc_out=layer.acc_out,
-                       first_pop=k > 0, last_push=nxt is not None)
-            out_layout = ({"kind": "acc", "value": op.output, "batch": batch, "rows": len(layer.bias)} if layer.acc_out
+                       first_pop=k > 0, last_push=nxt is not None, pack=layer.pack)
+            out_layout = ({"kind": "acc", "value": op.output, "batch": batch, "rows": len(layer.bias),
+                           "pack": layer.pack} if layer.acc_out
                           else {"kind": "cols", "value": op.output, "batch": batch, "features": len(layer.bias)})
         ranges[op.name] = [start, len(prog.insns) - 1]
         current = out
@@ -563,8 +567,8 @@ def _segment(cfg: AcceleratorConfig, graph: Graph, layers: list[Layer], batch: i
 def _weights_blob(cfg: AcceleratorConfig, layer: Layer) -> bytes:
     if layer.op.kind == "conv":
         shape = ConvShape(1, 1, 1, 1, layer.values.shape[1], layer.values.shape[2], 1, 1, 0, 0, layer.passes)
-        return conv_weight_rows(cfg, layer.values, layer.indices, shape)
-    return w_rows(cfg, layer.values, layer.indices)
+        return conv_weight_rows(cfg, layer.values, layer.indices, shape, layer.pack)
+    return w_rows(cfg, layer.values, layer.indices, layer.pack)
 
 
 def _manifest(model: CompiledModel, vals) -> dict:
@@ -575,7 +579,7 @@ def _manifest(model: CompiledModel, vals) -> dict:
             op = layer.op
             layers.append({"name": op.name, "kind": op.kind, "segment": k, "shape": list(op.shape),
                            "series": layer.series, "passes": layer.passes, "n_active": layer.n_active,
-                           "relu": layer.relu, "acc_out": layer.acc_out, "instructions": seg.insn_ranges[op.name],
+                           "pack": layer.pack, "relu": layer.relu, "acc_out": layer.acc_out, "instructions": seg.insn_ranges[op.name],
                            "s_in": layer.s_in, "s_out": layer.s_out})
     for kind, item in model.steps:
         if kind == "host":
@@ -606,7 +610,8 @@ def _save_state(model: CompiledModel, folder: Path) -> None:
         for field_name in ("w_eff", "w_scales", "bias", "mult", "shift"):
             arrays[f"layer.{name}.{field_name}"] = getattr(layer, field_name)
         layers[name] = {"op": model.graph.ops.index(layer.op), "s_in": layer.s_in, "s_out": layer.s_out,
-                        "series": layer.series, "passes": layer.passes, "n_active": layer.n_active}
+                        "series": layer.series, "passes": layer.passes, "n_active": layer.n_active,
+                        "pack": layer.pack}
     segments = [{"layers": [l.op.name for l in seg.layers], "prog_addr": seg.prog_addr, "prog_len": seg.prog_len,
                  "regions": seg.regions, "input": seg.input_layout, "output": seg.output_layout,
                  "insn_ranges": seg.insn_ranges} for seg in model.segments]
@@ -651,7 +656,8 @@ def load_compiled(folder: Path) -> CompiledModel:
         for name, l in doc["layers"].items():
             get = lambda f: arrays[f"layer.{name}.{f}"]            # noqa: E731
             layers[name] = Layer(ops[l["op"]], l["s_in"], l["s_out"], get("w_eff"), get("w_scales"), get("bias"),
-                                 get("mult"), get("shift"), l["series"], l["passes"], l["n_active"], None, None)
+                                 get("mult"), get("shift"), l["series"], l["passes"], l["n_active"], None, None,
+                                 pack=l.get("pack", 0))
         segments = []
         for k, s in enumerate(doc["segments"]):
             dram = (folder / f"seg{k}.dram").read_bytes()

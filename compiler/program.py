@@ -135,7 +135,8 @@ def unpack_act_rows(config: AcceleratorConfig, blob: bytes, count: int) -> np.nd
 
 
 def unpack_acc_rows(config: AcceleratorConfig, blob: bytes, count: int) -> np.ndarray:
-    """``count`` accumulator rows (as STORE writes them) -> int32 values ``[count, rows]``."""
+    """``count`` accumulator rows (as STORE writes them) -> int32 values ``[count, lanes]``
+    (``config.acc_lanes``: ``rows``, or ``rows * n`` on a packing machine)."""
     pitch = config.pitch("acc")
     a = np.frombuffer(blob[:count * pitch], dtype=np.uint8).reshape(count, pitch)
-    return a[:, :4 * config.rows].copy().view("<i4").astype(np.int64)
+    return a[:, :4 * config.acc_lanes].copy().view("<i4").astype(np.int64)

@@ -192,8 +192,8 @@ def share_program(model, layer, channels: int) -> list[int]:
     geo = _geometry(model, layer)
     prog = Program(cfg)
     pitch = {mem: cfg.pitch(mem) for mem in ("act", "wgt", "acc", "param")}
-    params = prog.alloc("params", padded_rows(cfg, channels) * pitch["param"])
-    blocks = -(-channels // cfg.rows)
+    params = prog.alloc("params", padded_rows(cfg, channels, layer.pack) * pitch["param"])
+    blocks = -(-channels // cfg.block_rows(layer.pack))
     if geo["kind"] == "conv":
         kh, kw = geo["kernel"]
         s = ConvShape(batch, geo["c_in"], geo["h"], geo["w"], channels, kh, kw, geo["stride"], geo["pad"],
@@ -203,16 +203,17 @@ def share_program(model, layer, channels: int) -> list[int]:
         w = prog.alloc("weights", kh * blocks * s.passes * kw * cg_in * pitch["wgt"])
         q = s.out_pad
         y = prog.alloc("output", batch * (s.ho + 2 * q) * (s.wo + 2 * q) * cg_out * pitch["act"])
-        lower_conv(prog, s, x=x, w=w, params=params, y=y, n_active=layer.n_active, relu=layer.relu)
+        lower_conv(prog, s, x=x, w=w, params=params, y=y, n_active=layer.n_active, relu=layer.relu,
+                   pack=layer.pack)
     else:
         k_in = geo["k_in"]
         x = prog.alloc("input", batch * (k_in // cfg.m) * pitch["act"])
         w = prog.alloc("weights", blocks * layer.passes * (k_in // cfg.m) * pitch["wgt"])
         size = (blocks * batch * pitch["acc"] if layer.acc_out
-                else batch * padded_rows(cfg, channels) * pitch["act"] // cfg.m)
+                else batch * padded_rows(cfg, channels, layer.pack) * pitch["act"] // cfg.m)
         y = prog.alloc("output", size)
         lower_gemm(prog, GemmShape(channels, k_in, batch, layer.passes), x=x, w=w, params=params, y=y,
-                   n_active=layer.n_active, relu=layer.relu, acc_out=layer.acc_out)
+                   n_active=layer.n_active, relu=layer.relu, acc_out=layer.acc_out, pack=layer.pack)
     prog.emit(Opcode.FINISH)
     return prog.words()
 

@@ -38,7 +38,13 @@ Instructions (field names of :data:`spec.isa.LAYOUTS`; ``cfg`` = the machine con
   through the core (on a sparse core slots ``>= n_active`` count 0; a dense core ignores
   ``n_active``), into
   ``acc[acc + b*cols + c]`` (added to the old value with ``accumulate``), 32-bit wrap.
-* POST: for block ``b``, column ``c``, lane ``j`` with ``L = b*rows + j < lanes``: the
+  Lane ``r`` of the accumulator row is core row ``r``; on a packing machine the other
+  ``rows * (n - 1)`` lanes receive 0 (their old value with ``accumulate``).
+  With ``pack = k > 0`` (``n_active = n >> k``), a block is ``rows << k`` logical rows:
+  logical row ``l`` is core row ``l >> k``'s weight slots ``(l % 2^k) * n_active ...
+  + n_active - 1`` and goes to lane ``l``.
+* POST: for block ``b``, column ``c``, lane ``j`` with ``L = b*R + j < lanes``
+  (``R = rows << pack``, ``j < R``): the
   channel is ``L`` (``c`` when ``transpose``), the value ``acc[acc + b*cols + c][j]``,
   ``y = saturate8(relu?(round_half_up_shift(wrap32(value + bias) * mult, shift)))`` with
   the channel's ``param`` row; written to byte ``ch % m`` of activation row
@@ -52,7 +58,8 @@ Instructions (field names of :data:`spec.isa.LAYOUTS`; ``cfg`` = the machine con
 Timing (an estimate; :class:`Timing`)
 -------------------------------------
 The compute unit's durations are exact models of the hardware's (``compute_busy``):
-GEMM ``beats + gemm_overhead``, POST ``elements + post_overhead``, TOPN ``groups +
+GEMM ``beats + gemm_overhead`` (a packed GEMM takes the beats of its row blocks: packing
+makes the blocks, not the beats, larger), POST ``elements + post_overhead``, TOPN ``groups +
 topn_overhead`` and FINISH 1 cycle. LOAD and STORE use a DMA model: per AXI burst a
 fixed latency plus one cycle per beat, and at most one scratchpad row per cycle.
 Units start when their instruction is dispatched, their tokens have arrived and the
@@ -194,7 +201,7 @@ class Machine:
         self.act = np.zeros((cfg.act_rows, cfg.m), np.int64)
         self.wgt_values = np.zeros((cfg.wgt_rows, cfg.rows, cfg.n), np.int64)
         self.wgt_indices = np.zeros((cfg.wgt_rows, cfg.rows, cfg.n), np.int64)
-        self.acc = np.zeros((cfg.acc_rows, cfg.rows), np.int64)
+        self.acc = np.zeros((cfg.acc_rows, cfg.acc_lanes), np.int64)
         self.param = {k: np.zeros(cfg.param_rows, np.int64) for k in ("bias", "mult", "shift", "reserved")}
         self.sparse = core.sparse
         self.terms = cfg.topn_config.terms if cfg.topn else ()
@@ -242,7 +249,7 @@ class Machine:
         if mem == Mem.ACT:
             fields = {f"[{j}]": self.act[k, j] for j in range(cfg.m)}
         elif mem == Mem.ACC:
-            fields = {f"[{j}]": self.acc[k, j] for j in range(cfg.rows)}
+            fields = {f"[{j}]": self.acc[k, j] for j in range(cfg.acc_lanes)}
         else:
             raise GoldenError(f"STORE cannot read {mem.name}")
         name = mem.name.lower()
@@ -419,14 +426,23 @@ class Machine:
         x = self.act[act_rows].reshape(cols, groups * m).T.astype(np.float64)       # [G*m, C]
         values = self.wgt_values[wgt_rows].reshape(rb, passes, groups, rows, n)
         indices = self.wgt_indices[wgt_rows].reshape(rb, passes, groups, rows, n)
+        # A packed GEMM: core row r's slots split into 2^pack groups of n_active, logical
+        # rows r * 2^pack + q (spec.nm_core.logical_slot); every slot of them active.
+        pack = f["pack"]
+        lr, slots = rows << pack, n >> pack
+        if pack:
+            values = values.reshape(rb, passes, groups, lr, slots)
+            indices = indices.reshape(rb, passes, groups, lr, slots)
         # n_active selects the slots of a sparse core; a dense core (n == m) has no slots
         # to switch off: all m positions are always active.
-        active = np.arange(n) < f["n_active"] if self.sparse else np.ones(n, bool)
+        active = np.arange(slots) < f["n_active"] if self.sparse else np.ones(n, bool)
         onehot = (indices[..., None] == np.arange(m)) & active[:, None]              # [.., n, m]
         dense = np.einsum("bpgrs,bpgrsk->brpgk", values, onehot.astype(np.int64))    # duplicates add
-        w = dense.reshape(rb * rows, passes, groups * m).sum(axis=1).astype(np.float64)
+        w = dense.reshape(rb * lr, passes, groups * m).sum(axis=1).astype(np.float64)
         y = np.rint(w @ x).astype(np.int64)                                          # exact: |sum| << 2^53
-        y = y.reshape(rb, rows, cols).transpose(0, 2, 1).reshape(rb * cols, rows)
+        y = y.reshape(rb, lr, cols).transpose(0, 2, 1).reshape(rb * cols, lr)
+        if lr < cfg.acc_lanes:          # the lanes this GEMM does not compute receive 0
+            y = np.pad(y, ((0, 0), (0, cfg.acc_lanes - lr)))
         old = self.acc[acc_rows] if f["accumulate"] else 0
         self.acc[acc_rows] = wrap(old + y, 32)
         return {"cycles": beats + self.timing.gemm_overhead, "beats": beats}
@@ -434,12 +450,13 @@ class Machine:
     def _post(self, insn: Insn, q, clock, index) -> dict:
         f, cfg = insn.fields, self.cfg
         rb, cols, lanes = f["row_blocks"], f["cols"], f["lanes"]
-        elements = rb * cols * cfg.rows
+        block = cfg.block_rows(f["pack"])
+        elements = rb * cols * block
         if not elements or not lanes:
             return {"cycles": 1}
-        b, c, j = np.meshgrid(np.arange(rb), np.arange(cols), np.arange(cfg.rows), indexing="ij")
+        b, c, j = np.meshgrid(np.arange(rb), np.arange(cols), np.arange(block), indexing="ij")
         b, c, j = b.reshape(-1), c.reshape(-1), j.reshape(-1)        # hardware order: b, c, j
-        lane = b * cfg.rows + j
+        lane = b * block + j
         keep = lane < lanes
         b, c, j, lane = b[keep], c[keep], j[keep], lane[keep]
         acc_row = f["acc"] + b * cols + c

@@ -28,7 +28,7 @@ import functools
 
 from amaranth.hdl import signed, unsigned
 from amaranth.lib import data
-from amaranth.utils import ceil_log2
+from amaranth.utils import ceil_log2, exact_log2
 
 from .config import BlockConfig, ConfigError, SpecError, param
 from .nm_core import NMCoreConfig, beat_layout, out_layout
@@ -51,6 +51,11 @@ class AcceleratorConfig(BlockConfig):
     ----------
     n, m, rows, pipeline : int
         The N:M tensor core (:class:`spec.nm_core.NMCoreConfig`, int8 x int8 -> int32).
+    packing : bool
+        VEGETA-style row packing of the core (:attr:`spec.nm_core.NMCoreConfig.packing`):
+        a GEMM with ``pack = k`` and ``n_active = n >> k`` runs ``2**k`` logical rows per
+        core row (docs/isa.md). Needs a sparse core with ``n`` a power of two >= 2; an
+        ``acc`` row then holds ``rows * n`` accumulators (:meth:`acc_lanes`).
     topn : str
         TASD series of the activation top-N unit (e.g. ``"2:4+1:4"``), or ``""`` for no
         unit. Its m must be the core's and every term must fit the core's slots.
@@ -79,6 +84,7 @@ class AcceleratorConfig(BlockConfig):
     m: int = param(4, "core: group size (M of N:M), a power of two")
     rows: int = param(4, "core: output rows computed in parallel")
     pipeline: int = param(3, "core: register stages before the accumulator, 0..3")
+    packing: bool = param(False, "core: runtime row packing (GEMM/POST pack field), n a power of two")
     topn: str = param("", "activation top-N series (e.g. 2:4+1:4), or empty for none")
     act_rows: int = param(1024, "activation SRAM rows (one m-group of int8 each)")
     wgt_rows: int = param(256, "weight SRAM rows (one compressed group per core row each)")
@@ -97,6 +103,9 @@ class AcceleratorConfig(BlockConfig):
             raise ConfigError(f"core: {exc}") from None
         if core.rows > 64:
             raise ConfigError(f"rows must be <= 64, not rows={self.rows!r}")
+        if self.packing and self.n & (self.n - 1):
+            raise ConfigError(f"packing needs n a power of two (pack = log2 of the logical rows per "
+                              f"core row), not n={self.n!r}")
         if self.topn:
             try:
                 topn = TopNConfig(series=self.topn)
@@ -133,7 +142,24 @@ class AcceleratorConfig(BlockConfig):
     def core(self) -> NMCoreConfig:
         """The tensor core (int8 operands, int32 accumulators)."""
         return NMCoreConfig(n=self.n, m=self.m, rows=self.rows, width=8, acc_width=32,
-                            pipeline=self.pipeline)
+                            pipeline=self.pipeline, packing=self.packing)
+
+    @property
+    def max_pack(self) -> int:
+        """The largest GEMM/POST ``pack`` field: log2(n) with packing, else 0."""
+        return exact_log2(self.n) if self.packing else 0
+
+    @property
+    def acc_lanes(self) -> int:
+        """Accumulators per ``acc`` row: ``rows``, or ``rows * n`` with packing (lane ``l``
+        of a row is logical row ``l`` of its block; docs/isa.md)."""
+        return self.rows * self.core.out_slots
+
+    def block_rows(self, pack: int = 0) -> int:
+        """Logical output rows per row block of a GEMM or POST with field ``pack``."""
+        if not isinstance(pack, int) or not 0 <= pack <= self.max_pack:
+            raise SpecError(f"pack must be in 0..{self.max_pack} on this machine, not {pack!r}")
+        return self.rows << pack
 
     @property
     def topn_config(self) -> TopNConfig | None:

@@ -97,7 +97,8 @@ class ErrorCode(py_enum.IntEnum):
     #: An opcode that is not one of :class:`Opcode` (or ILLEGAL, or TOPN without a unit).
     ILLEGAL_OPCODE = 1
     #: A field out of range: a mem LOAD/STORE cannot use, n_active > n, a misaligned DRAM
-    #: address or stride, a GEMM unit that does not exist, a top-N term it does not have.
+    #: address or stride, a GEMM unit that does not exist, a top-N term it does not have,
+    #: a ``pack`` the machine cannot run (no packing, or GEMM ``n_active << pack != n``).
     BAD_FIELD = 2
     #: A scratchpad row range that leaves the scratchpad.
     SRAM_RANGE = 3
@@ -154,6 +155,7 @@ LAYOUTS = {
         "n_active": unsigned(4),     # active weight slots N' <= N
         "accumulate": unsigned(1),   # add to the accumulator rows instead of overwriting
         "unit": unsigned(2),         # compute unit: 0 = the N:M core (others: later units)
+        "pack": unsigned(3),         # packing machines: 2^pack logical rows per core row
     }),
     Opcode.POST: _word({
         "acc": unsigned(16),         # first accumulator row
@@ -165,6 +167,7 @@ LAYOUTS = {
         "lanes": unsigned(16),       # lanes written: block*rows + lane < lanes (the rest dropped)
         "relu": unsigned(1),
         "transpose": unsigned(1),    # lanes are columns (TOPN layouts), not channels
+        "pack": unsigned(3),         # the GEMM's pack: a block is rows << pack lanes
     }),
     Opcode.TOPN: _word({
         "act": unsigned(16),         # first activation row (column 0, group 0)
@@ -306,12 +309,11 @@ def _ranges(insn: Insn, cfg: AcceleratorConfig) -> list[tuple[str, int, int]]:
         rb, c, ch = f["row_blocks"], f["cols"], f["lanes"]
         if not rb * c * ch:
             return []
+        lanes = min(rb * (cfg.rows << f["pack"]), ch)
         if f["transpose"]:
-            lanes = min(rb * cfg.rows, ch)
             last_act = f["act"] + (lanes - 1) * f["out_stride"] + (c - 1) // cfg.m
             params = ("param", f["param"], f["param"] + c - 1)
         else:
-            lanes = min(rb * cfg.rows, ch)
             last_act = f["act"] + (c - 1) * f["out_stride"] + (lanes - 1) // cfg.m
             params = ("param", f["param"], f["param"] + lanes - 1)
         return [("acc", f["acc"], f["acc"] + rb * c - 1), ("act", f["act"], last_act), params]
@@ -360,6 +362,14 @@ def check_static(insn: Insn, cfg: AcceleratorConfig) -> tuple[ErrorCode, str] | 
             return ErrorCode.BAD_FIELD, f"GEMM unit {f['unit']} does not exist (0: the N:M core)"
         if f["n_active"] > cfg.n:
             return ErrorCode.BAD_FIELD, f"n_active={f['n_active']} exceeds the core's n={cfg.n}"
+        if f["pack"] and not cfg.packing:
+            return ErrorCode.BAD_FIELD, f"GEMM pack={f['pack']} on a machine without packing"
+        if f["pack"] and f["n_active"] << f["pack"] != cfg.n:
+            return ErrorCode.BAD_FIELD, (f"GEMM pack={f['pack']} needs n_active << pack = n={cfg.n}, "
+                                         f"not n_active={f['n_active']}")
+    if op == Opcode.POST and f["pack"] > cfg.max_pack:
+        return ErrorCode.BAD_FIELD, (f"POST pack={f['pack']} exceeds this machine's {cfg.max_pack}"
+                                     + ("" if cfg.packing else " (no packing)"))
     if op == Opcode.TOPN:
         terms = len(cfg.topn_config.terms)
         if f["term"] >= terms:
@@ -400,7 +410,7 @@ class CSR(py_enum.IntEnum):
 Status = data.StructLayout({"busy": 1, "done": 1, "error_flag": 1, "reserved0": 5,
                             "error": unsigned(8), "reserved1": unsigned(16)})
 
-ID_WORD = 0x7E55E1A0 + 1
+ID_WORD = 0x7E55E1A0 + 2      # layout version 2: GEMM and POST gained `pack`
 
 #: Performance counters (32 bits each, wrapping; cleared by start), in CSR order.
 COUNTERS = (

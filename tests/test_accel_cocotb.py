@@ -1,7 +1,8 @@
 """The accelerator's RTL against the ISS on Verilator and Icarus: the smoke set of random
 legal programs and one program of every error class (verif/accel_campaign.py), on the
-default machine and on one with a top-N unit, a dense core and narrow queues; the wide
-matrix adds bus widths, a 2:8 core and more programs behind ``-m wide``."""
+default machine, on one with a top-N unit, a dense core and narrow queues, and on a
+packing machine (GEMM/POST ``pack``); the wide matrix adds bus widths, a 2:8 core, a
+packing 4:8 core and more programs behind ``-m wide``."""
 
 import pytest
 
@@ -12,8 +13,11 @@ from .conftest import require_simulator, sim_matrix
 
 SIMS = ["verilator", "icarus"]
 SMOKE = [AcceleratorConfig(),
-         AcceleratorConfig(n=4, m=4, topn="1:4+1:4", queue_depth=1, token_depth=2, max_burst=4)]
+         AcceleratorConfig(n=4, m=4, topn="1:4+1:4", queue_depth=1, token_depth=2, max_burst=4),
+         # row packing: about half the GEMMs (and their POSTs) run pack = 1
+         AcceleratorConfig(rows=2, packing=True, act_rows=256, wgt_rows=64, acc_rows=64, param_rows=64)]
 WIDE = [AcceleratorConfig(topn="2:4", axi_data_width=128),
+        AcceleratorConfig(n=4, m=8, rows=4, packing=True, axi_data_width=128),     # pack 1 and 2
         AcceleratorConfig(n=1, m=4, rows=2, axi_data_width=128),
         AcceleratorConfig(n=2, m=8, rows=8, axi_data_width=256, max_burst=4),
         AcceleratorConfig(queue_depth=1, token_depth=1, max_burst=1)]
@@ -28,7 +32,8 @@ def _check(cfg, sim, sim_root, legal):
 
 # The dense top-N machine's Verilator build is the slowest of make test (~100 s): Icarus
 # runs it there, Verilator under -m wide.
-@pytest.mark.parametrize("cfg,sim", sim_matrix(SMOKE, SIMS, lambda c: f"{c.n}of{c.m}x{c.rows}-topn{c.topn or 'none'}",
+@pytest.mark.parametrize("cfg,sim", sim_matrix(SMOKE, SIMS, lambda c: f"{c.n}of{c.m}x{c.rows}-topn{c.topn or 'none'}"
+                                               + ("-packing" if c.packing else ""),
                                                wide=lambda c, s: c.topn != "" and s == "verilator"))
 def test_accel_matches_the_iss(cfg, sim, sim_root):
     _check(cfg, sim, sim_root, legal=8)

@@ -34,6 +34,8 @@ CONFIGS = [
     AcceleratorConfig(),
     AcceleratorConfig(n=1, m=8, rows=2, topn="1:8+1:8", act_rows=64, wgt_rows=32, acc_rows=16,
                       param_rows=8, axi_addr_width=20, axi_data_width=128),
+    AcceleratorConfig(n=4, m=8, rows=2, packing=True, act_rows=128, wgt_rows=64, acc_rows=32, param_rows=64,
+                      axi_data_width=128),
 ]
 
 
@@ -72,6 +74,10 @@ def random_words(cfg, count, seed):
                 fields[name] = int(rng.random() < 0.08)
             elif name == "reserved":
                 fields[name] = int(rng.integers(0, 1 << min(20, width))) if rng.random() < 0.05 else 0
+            elif name == "pack" and cfg.packing and rng.random() < 0.5:     # a legal pack, often
+                fields[name] = int(rng.integers(1, cfg.max_pack + 1))
+                if op == Opcode.GEMM and rng.random() < 0.8:
+                    fields["n_active"] = cfg.n >> fields[name]
             elif name == "mem":
                 fields[name] = int(rng.integers(0, 8)) if rng.random() < 0.15 else int(rng.choice([0, 1, 3, 2]))
             else:
@@ -160,7 +166,7 @@ def run_frontend(cfg, words):
     return results
 
 
-@pytest.mark.parametrize("cfg", CONFIGS, ids=["default", "1of8x2-small"])
+@pytest.mark.parametrize("cfg", CONFIGS, ids=["default", "1of8x2-small", "4of8x2-packing"])
 def test_decode_reports_exactly_what_check_static_reports(cfg):
     words = random_words(cfg, CASES, seed=cfg.rows)
     results = run_frontend(cfg, words)

@@ -184,18 +184,67 @@ def test_compile_writes_a_chakra_trace_chakras_reader_reads_node_for_node(tmp_pa
 def test_layers_already_n_m_run_as_they_are_with_fewer_active_slots():
     """Weights pruned to 1:4 along K (input channels innermost) compile to one pass with
     n_active = 1, and still equal the reference: every non-zero sits in an active slot."""
-    from golden import nm
-    from golden.lowering import as_matrix, from_matrix
-
-    model, _, calib = tiny(seed=4)
-    with torch.no_grad():
-        for layer in (model.c2, model.f1):
-            w = as_matrix(layer, layer.weight)
-            layer.weight.copy_(from_matrix(layer, nm.prune(w, 1, 4)))
-    ep = torch.export.export(model, (torch.zeros(1, 2, 4, 4),))
+    ep, calib = _pruned_1of4()
     cm = compile_model(ep, calib, AcceleratorConfig())
     layers = {l["name"]: l for l in cm.manifest["layers"]}
     assert (layers["c2"]["series"], layers["c2"]["passes"], layers["c2"]["n_active"]) == ("1:4", 1, 1)
     assert layers["f1"]["n_active"] == 1
     x = np.random.default_rng(5).standard_normal((1, 2, 4, 4))
     assert np.array_equal(cm.run(x)[0], cm.reference(x))
+
+
+PACKING = AcceleratorConfig(rows=2, packing=True, act_rows=256, wgt_rows=64, acc_rows=64, param_rows=64)
+
+
+def _pruned_1of4(seed=4):
+    """The tiny model with c2 and f1 pruned to 1:4 along K, exported, and its calibration."""
+    from golden import nm
+    from golden.lowering import as_matrix, from_matrix
+
+    model, _, calib = tiny(seed=seed)
+    with torch.no_grad():
+        for layer in (model.c2, model.f1):
+            w = as_matrix(layer, layer.weight)
+            layer.weight.copy_(from_matrix(layer, nm.prune(w, 1, 4)))
+    return torch.export.export(model, (torch.zeros(1, 2, 4, 4),)), calib
+
+
+@pytest.fixture(scope="module")
+def packed():
+    ep, calib = _pruned_1of4()
+    return compile_model(ep, calib, PACKING), compile_model(ep, calib, PACKING, dense=True)
+
+
+def test_a_packing_machine_packs_the_1of4_layers_and_halves_their_beats(packed):
+    """On a packing 2:4 machine the 1:4 layers compile with pack = 1 (two logical rows per
+    core row), the unpruned ones (two non-zeros per group) with pack = 0; the ISS equals
+    the fake-quant reference and the same integers as the unpacked machine's, in fewer
+    beats."""
+    cm, dense = packed
+    layers = {l["name"]: l for l in cm.manifest["layers"]}
+    assert (layers["c2"]["n_active"], layers["c2"]["pack"]) == (1, 1)
+    assert (layers["f1"]["n_active"], layers["f1"]["pack"]) == (1, 1)
+    assert (layers["c1"]["n_active"], layers["c1"]["pack"]) == (2, 0)
+    # A dense compile (the exact 2:4+2:4 series) of 1:4 weights holds one non-zero per
+    # group in every pass: it packs too.
+    assert {l["name"]: l["pack"] for l in dense.manifest["layers"]}["c2"] == 1
+    x = np.random.default_rng(6).standard_normal((1, 2, 4, 4))
+    out, results = cm.run(x)
+    assert np.array_equal(out, cm.reference(x))
+    ep, calib = _pruned_1of4()
+    unpacked = compile_model(ep, calib, AcceleratorConfig(rows=2, act_rows=256, wgt_rows=64, acc_rows=64,
+                                                          param_rows=64))
+    assert np.array_equal(unpacked.run(x)[0], out)         # the same integers, fewer beats
+    beats = lambda rs: sum(r.counters["core_beats"] for r in rs)           # noqa: E731
+    assert beats(results) < beats(unpacked.run(x)[1])
+
+
+@pytest.mark.parametrize("sim", [pytest.param("verilator", marks=pytest.mark.wide), "icarus"])
+def test_the_rtl_runs_a_packed_model_bit_exact(packed, sim, sim_root):
+    require_simulator(sim)
+    cm, _ = packed
+    xs = [np.random.default_rng(7 + k).standard_normal((1, 2, 4, 4)) for k in range(2)]
+    outs, results = run_on_rtl(cm, xs, sim=sim, build_root=sim_root / "model")
+    iss, _ = cm.run_many(xs)
+    assert all(np.array_equal(a, b) for a, b in zip(outs, iss))
+    assert all(not r["problems"] for seg in results for r in seg)

@@ -10,12 +10,13 @@ from golden import nm, tasd
 from golden.iss import RACE, UNINIT, Machine, ProgramError, Timing
 from spec.accel import AcceleratorConfig
 from spec.isa import ErrorCode, Mem, Opcode
+from spec.nm_core import logical_slot
 from spec.numerics import saturate, shift_round_half_up, wrap
 from verif.accel_fuzz import ILLEGAL_CLASSES, illegal_program, legal_program
 
 
 def _gemm_program(cfg, w_values, w_indices, x_groups, *, rb, cols, groups, passes=1, n_active=None,
-                  store_acc=True):
+                  store_acc=True, pack=0):
     p = Program(cfg)
     a = p.put("act", act_rows(cfg, x_groups))
     w = p.put("wgt", wgt_rows(cfg, w_values, w_indices))
@@ -23,7 +24,7 @@ def _gemm_program(cfg, w_values, w_indices, x_groups, *, rb, cols, groups, passe
     p.emit(Opcode.LOAD, mem=Mem.ACT, dram=a.addr, y_size=1, x_size=len(x_groups))
     p.emit(Opcode.LOAD, mem=Mem.WGT, dram=w.addr, y_size=1, x_size=len(w_values), push_next=1)
     p.emit(Opcode.GEMM, row_blocks=rb, cols=cols, k_groups=groups, passes=passes, act_stride=groups,
-           n_active=cfg.n if n_active is None else n_active, pop_prev=1, push_next=1)
+           n_active=cfg.n if n_active is None else n_active, pack=pack, pop_prev=1, push_next=1)
     p.emit(Opcode.STORE, mem=Mem.ACC, dram=out.addr, y_size=1, x_size=rb * cols, pop_prev=1, push_prev=1)
     p.emit(Opcode.FINISH, pop_next=1)
     return p, out
@@ -51,6 +52,40 @@ def test_gemm_is_the_cores_product(cfg):
     assert np.array_equal(got, nm.matmul(values, indices, x, cfg.n, cfg.m))
     assert result.counters["core_beats"] == rb * cols * groups
     assert result.counters["compute_busy"] == rb * cols * groups + cfg.pipeline + 3 + 1
+
+
+@pytest.mark.parametrize("cfg", [AcceleratorConfig(packing=True),
+                                 AcceleratorConfig(n=4, m=8, rows=2, packing=True, axi_data_width=128)],
+                         ids=lambda c: f"{c.n}of{c.m}x{c.rows}")
+def test_packed_gemm_runs_rows_shl_pack_logical_rows_in_the_beats_of_its_row_blocks(cfg):
+    """A packed GEMM (pack k, n_active = n >> k) of a random N':M matrix equals
+    golden.nm.matmul at N', with logical row l of a block in core row l >> k's slots as
+    spec.nm_core.logical_slot places them, its result in accumulator lane l; the beats
+    are those of rb row blocks of rows << k rows (2^k times fewer than unpacked)."""
+    rng = np.random.default_rng(3)
+    rb, cols, groups = 2, 3, 3
+    for k in range(1, cfg.max_pack + 1):
+        n_act, br = cfg.n >> k, cfg.block_rows(k)
+        out_rows, depth = rb * br, groups * cfg.m
+        w = nm.prune(rng.integers(-128, 128, (out_rows, depth)), n_act, cfg.m)
+        values, indices = nm.compress(w, n_act, cfg.m)                 # [R, G, n_act]
+        wv = np.zeros((rb * groups, cfg.rows, cfg.n), np.int64)
+        wi = np.zeros_like(wv)
+        for row in range(out_rows):
+            b, logical = divmod(row, br)
+            core_row, first = logical_slot(cfg.core, n_act, logical)
+            wv[b * groups:(b + 1) * groups, core_row, first:first + n_act] = values[row]
+            wi[b * groups:(b + 1) * groups, core_row, first:first + n_act] = indices[row]
+        x = rng.integers(-128, 128, (depth, cols))
+        p, out = _gemm_program(cfg, wv, wi, x.T.reshape(cols * groups, cfg.m), rb=rb, cols=cols, groups=groups,
+                               n_active=n_act, pack=k)
+        dram, addr, length = p.image()
+        result = Machine(cfg, dram).run(addr, length)
+        got = unpack_acc_rows(cfg, result.dram[out.addr:out.end].tobytes(), rb * cols)  # [(b, c), lane]
+        assert not got[:, br:].any(), "lanes beyond the packed block must be 0"
+        got = got[:, :br].reshape(rb, cols, br).transpose(0, 2, 1).reshape(out_rows, cols)
+        assert np.array_equal(got, nm.matmul(values, indices, x, n_act, cfg.m))
+        assert result.counters["core_beats"] == rb * cols * groups
 
 
 def test_gemm_passes_accumulate_a_tasd_series_and_n_active_switches_slots_off():

@@ -132,12 +132,13 @@ SMOKE_LEGAL = 8
 
 
 def verify_smoke(config: AcceleratorConfig, *, sim: str, build_root="sim_build", seed: int = 1,
-                 legal: int = SMOKE_LEGAL) -> list[tuple[str, bool]]:
+                 legal: int = SMOKE_LEGAL, reset_only: bool = False) -> list[tuple[str, bool]]:
     """The accelerator's smoke set: ``legal`` random legal programs and one program of every
-    error class, on ``sim``; returns ``(program, passed)`` per program (a mismatch does not
-    raise here: the caller prints the table, then fails)."""
+    error class, on ``sim`` (``reset_only``: on the Verilog without power-up values);
+    returns ``(program, passed)`` per program (a mismatch does not raise here: the caller
+    prints the table, then fails)."""
     cases = [legal_program(config, seed * 1000 + k) for k in range(legal)]
     cases += [illegal_program(config, seed * 1000 + k, code) for k, code in enumerate(ILLEGAL_CLASSES)]
     results = run_programs(config, [c.program for c in cases], sim=sim, build_root=build_root, seed=seed,
-                           check=False)
+                           check=False, reset_only=reset_only)
     return [(r["name"], not r["problems"]) for r in results]

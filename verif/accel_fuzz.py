@@ -3,7 +3,9 @@
 :func:`legal_program` builds a program of ``tiles`` rounds of load -> compute -> store
 with random shapes, scratchpad addresses, DRAM layouts (2-D transfers with gaps),
 strides, edge values (-128/127 activations and weights, extreme POST parameters), empty
-instructions that only carry tokens, optional TOPN, and single or double buffering whose
+instructions that only carry tokens, optional TOPN, packed GEMMs and POSTs on a packing
+machine (``pack`` > 0, beside unpacked ones accumulating into the same rows), and single
+or double buffering whose
 dependency tokens let the three queues overlap. Its token pattern is race-free and
 balanced by construction: every buffer a queue hands to another is handed over with a
 token, and every token pushed is popped. The ISS checks each program (a data race, a
@@ -95,9 +97,11 @@ def legal_program(config: AcceleratorConfig, seed: int, *, tiles: int | None = N
         # Keep the rows a tile needs inside its buffer slice (half of act for POST output).
         while act_need > slice_rows["act"] // 2 or rb * passes * groups > slice_rows["wgt"] or \
                 rb * cols > slice_rows["acc"]:
+            if transpose and rb == min_rb and groups == 1:    # m columns do not fit: not transposed
+                transpose = 0
             rb, groups, passes = max(min_rb, rb - 1), max(1, groups - 1), max(1, passes - 1)
             cols = cols if transpose else max(1, cols - 1)
-            stride = min(stride, groups + 2)
+            stride = max(1, min(stride - 1, groups + 2))
             act_need = (cols - 1) * stride + groups
         act_off = int(rng.integers(0, slice_rows["act"] // 2 - act_need + 1))
         wgt_rows_n = rb * passes * groups
@@ -137,8 +141,13 @@ def legal_program(config: AcceleratorConfig, seed: int, *, tiles: int | None = N
         out_base = act_base + slice_rows["act"] // 2
         waits_out = pending_out[b] > 0
         n_active = int(rng.integers(0, n + 1)) if rng.random() < 0.3 else n
+        # A packing machine runs half its GEMMs packed: 2^pack logical rows per core row.
+        pack = int(rng.integers(1, cfg.max_pack + 1)) if cfg.packing and rng.random() < 0.5 else 0
+        if pack:
+            n_active = n >> pack
+        block = cfg.block_rows(pack)
         prog.emit(Opcode.GEMM, wgt=wgt_addr, act=act_addr, acc=acc_addr, row_blocks=rb, cols=cols,
-                  k_groups=groups, passes=passes, act_stride=stride, n_active=n_active,
+                  k_groups=groups, passes=passes, act_stride=stride, n_active=n_active, pack=pack,
                   accumulate=int(tile > 0 and acc_written.get((acc_addr, rb * cols)) is not None and rng.random() < 0.5),
                   pop_prev=1, pop_next=int(waits_out))
         acc_written[(acc_addr, rb * cols)] = tile
@@ -154,19 +163,21 @@ def legal_program(config: AcceleratorConfig, seed: int, *, tiles: int | None = N
                           act_stride=stride, term=term, passes=passes)
             prog.emit(Opcode.GEMM, wgt=wgt_addr, act=act_addr, acc=acc_addr, row_blocks=-(-tcols // rows),
                       cols=cols, k_groups=groups, passes=passes, act_stride=stride, n_active=n, accumulate=0)
+            pack = 0                 # the POST below reads this unpacked GEMM's rows
+            block = cfg.block_rows(pack)
         if transpose:
-            lanes = int(rng.integers(1, rb * rows + 1))          # tokens
+            lanes = int(rng.integers(1, rb * block + 1))          # tokens
             out_stride = cols // m
             out_rows = lanes * out_stride
         else:
-            lanes = m * int(rng.integers(1, rb * rows // m + 1))   # channels, whole groups
+            lanes = m * int(rng.integers(1, min(rb * block, channels) // m + 1))   # channels, whole groups
             out_stride = lanes // m
             out_rows = cols * out_stride
         if out_rows > slice_rows["act"] // 2 or (lanes if not transpose else cols) > channels:
             raise VerifError(f"generator bug: seed {seed} tile {tile} needs {out_rows} output rows")
         last_use = tile + buffers < tiles                    # a later tile reloads this buffer
         prog.emit(Opcode.POST, acc=acc_addr, act=out_base, param=0, row_blocks=rb, cols=cols,
-                  out_stride=out_stride, lanes=lanes, relu=int(rng.random() < 0.5), transpose=transpose,
+                  out_stride=out_stride, lanes=lanes, relu=int(rng.random() < 0.5), transpose=transpose, pack=pack,
                   push_prev=int(last_use), push_next=1)
         if last_use:
             pending_free[b] += 1
@@ -231,7 +242,7 @@ def illegal_program(config: AcceleratorConfig, seed: int, code: ErrorCode) -> Fu
         word = (encode(insns[k]) & ~0xF) | raw
         insns[k] = word
     elif code == ErrorCode.BAD_FIELD:
-        choice = rng.integers(0, 4)
+        choice = rng.integers(0, 5)
         if choice == 0:
             k = int(rng.choice(idx[Opcode.LOAD]))
             insns[k] = _set(insns[k], mem=Mem.ACC, x_size=max(1, insns[k].fields.get("x_size", 1)),
@@ -242,6 +253,14 @@ def illegal_program(config: AcceleratorConfig, seed: int, code: ErrorCode) -> Fu
         elif choice == 2:
             k = int(rng.choice(idx[Opcode.GEMM]))
             insns[k] = _set(insns[k], unit=int(rng.integers(1, 4)))
+        elif choice == 3:       # a pack the machine cannot run (GEMM: n_active << pack != n)
+            k = int(rng.choice(idx[Opcode.GEMM] + idx[Opcode.POST]))
+            if insns[k].opcode == Opcode.POST:
+                insns[k] = _set(insns[k], pack=cfg.max_pack + 1 + int(rng.integers(0, 7 - cfg.max_pack)))
+            else:
+                pack = int(rng.integers(1, 8))
+                wrong = [v for v in range(min(cfg.n, 15) + 1) if v << pack != cfg.n or not cfg.packing]
+                insns[k] = _set(insns[k], pack=pack, n_active=int(rng.choice(wrong)))
         else:
             loads = [k for k in idx[Opcode.LOAD] if insns[k].fields.get("x_size", 0) * insns[k].fields.get("y_size", 0)
                      and cfg.pitch(Mem(insns[k].fields["mem"]).name.lower()) > 1]

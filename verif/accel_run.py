@@ -55,11 +55,12 @@ def iss_expectation(config: AcceleratorConfig, prog: AccelProgram) -> tuple[dict
 def run_programs(config: AcceleratorConfig, programs: list[AccelProgram], *, sim: str,
                  build_root="sim_build", seed: int = 1, pause: float = 0.2,
                  timeout: int = 2_000_000, quiet: bool = True, check: bool = True,
-                 keep_dram: bool = False) -> list[dict]:
+                 keep_dram: bool = False, reset_only: bool = False) -> list[dict]:
     """Run ``programs`` on the RTL and the ISS; return per program the RTL's error, index
     and counters, the ISS's cycle estimate (``iss_cycles``) and the ``problems`` found.
     With ``check`` a mismatch raises :class:`VerifError`; without, it is only reported.
-    With ``keep_dram`` each result also holds the RTL's final DRAM image (``"dram"``)."""
+    With ``keep_dram`` each result also holds the RTL's final DRAM image (``"dram"``);
+    ``reset_only`` runs the Verilog without power-up values (``tessera generate --reset-only``)."""
     if not programs:
         raise VerifError("no programs to run")
     build_dir = Path(build_root).resolve()
@@ -84,7 +85,8 @@ def run_programs(config: AcceleratorConfig, programs: list[AccelProgram], *, sim
     failure = None
     try:
         run_bench(config, Accelerator(config), "accel", "verif.accel_tb", sim=sim, build_root=build_root,
-                  seed=seed, quiet=quiet, params={"programs": str(job)}, waves=None if check else False)
+                  seed=seed, quiet=quiet, params={"programs": str(job)}, waves=None if check else False,
+                  reset_only=reset_only)
     except VerifError as exc:
         failure = exc
     results = json.loads(result_file.read_text()) if result_file.exists() else None

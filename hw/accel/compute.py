@@ -7,8 +7,8 @@ cycle of ``done``, inclusive:
 
 * GEMM: ``beats + pipeline + 3`` (one beat per cycle: scratchpad read, the core's
   ``pipeline + 1`` stages, then the accumulator read-modify-write in two cycles);
-* POST: ``row_blocks * cols * rows + 4`` (one lane per cycle: read, add bias, multiply,
-  round/shift/saturate, write the byte);
+* POST: ``row_blocks * cols * (rows << pack) + 4`` (one lane per cycle: read, add bias,
+  multiply, round/shift/saturate, write the byte);
 * TOPN: ``cols * k_groups + terms + 1`` (read, the unit's one stage per term, write);
 * FINISH and any instruction with a zero size: 1.
 """
@@ -102,15 +102,17 @@ class ComputeEngine(wiring.Component):
         if cfg.core.sparse:
             m.d.comb += core.n_active.eq(g.n_active)
 
+        # The core's results in accumulator-row order (lane l = logical row l of the block).
+        out_lanes = self._acc_lanes(m, core.o.payload.as_value(), g.pack)
         # The accumulator read-modify-write: read at the core's output, write a cycle later.
         with m.If(core.o.valid):
             m.d.comb += [self.acc_raddr.eq(acc_out), self.acc_ren.eq(1)]
-            m.d.sync += [rmw_valid.eq(1), rmw_result.eq(core.o.payload.as_value()), rmw_addr.eq(acc_out),
+            m.d.sync += [rmw_valid.eq(1), rmw_result.eq(out_lanes), rmw_addr.eq(acc_out),
                          acc_out.eq(acc_out + 1)]
         with m.Else():
             m.d.sync += rmw_valid.eq(0)
         total = []
-        for lane in range(cfg.rows):
+        for lane in range(cfg.acc_lanes):
             old = self.acc_rdata.word_select(lane, 32)
             new = rmw_result.word_select(lane, 32)
             s = Signal(32, name=f"g_sum{lane}")
@@ -123,16 +125,26 @@ class ComputeEngine(wiring.Component):
 
         # ------------------------------------------------------------------- POST
         # Lane j of block b and column c; pipeline S0 (read) .. S4 (write the byte).
-        pb, pc, pj = Signal(12, name="p_rb"), Signal(12, name="p_col"), Signal(range(cfg.rows), name="p_lane")
+        lanes_log2 = exact_log2(cfg.acc_lanes)
+        pb, pc = Signal(12, name="p_rb"), Signal(12, name="p_col")
+        pj = Signal(range(cfg.acc_lanes), name="p_lane")
         p_acc = Signal(17, name="p_acc")              # acc + b*cols + c
-        p_lane = Signal(13 + rows_log2, name="p_L")   # b*rows + j
+        p_lane = Signal(13 + lanes_log2, name="p_L")  # b*R + j, R = rows << pack
+        p_last_j = Signal(range(cfg.acc_lanes), name="p_last_j")    # R - 1
+        if cfg.packing:
+            with m.Switch(p.pack):
+                for k in range(cfg.max_pack + 1):
+                    with m.Case(k):
+                        m.d.comb += p_last_j.eq(cfg.block_rows(k) - 1)
+        else:
+            m.d.comb += p_last_j.eq(cfg.rows - 1)
         # Row offsets kept as running sums (no multiplier): p_lane * out_stride, its value
         # at the block's first lane, and c * out_stride. Modulo 2^17 like the row itself:
         # decode's range check bounds every row that is written.
         p_lane_off = Signal(17, name="p_lane_off")
         p_blk_off = Signal(17, name="p_blk_off")
         p_col_off = Signal(17, name="p_col_off")
-        s1 = {"valid": Signal(name="p1_valid"), "j": Signal(range(cfg.rows), name="p1_j"),
+        s1 = {"valid": Signal(name="p1_valid"), "j": Signal(range(cfg.acc_lanes), name="p1_j"),
               "first": Signal(name="p1_first"), "keep": Signal(name="p1_keep"),
               "row": Signal(17, name="p1_row"), "byte": Signal(range(cfg.m), name="p1_byte")}
         acc_row = Signal(cfg.row_bits("acc"), name="p_acc_row")
@@ -311,12 +323,12 @@ class ComputeEngine(wiring.Component):
                 m.d.sync += [s1["valid"].eq(1), s1["j"].eq(pj), s1["first"].eq(pj == 0),
                              s1["keep"].eq(lane_all < p.lanes)]
                 m.d.comb += post_issue.eq(1)
-                last_lane = pj == cfg.rows - 1
+                last_lane = pj == p_last_j
                 next_lane_off = p_lane_off + p.out_stride
                 with m.If(~last_lane):
                     m.d.sync += [pj.eq(pj + 1), p_lane.eq(p_lane + 1), p_lane_off.eq(next_lane_off)]
                 with m.Elif(pc != p.cols - 1):
-                    m.d.sync += [pj.eq(0), pc.eq(pc + 1), p_lane.eq(p_lane - (cfg.rows - 1)), p_acc.eq(p_acc + 1),
+                    m.d.sync += [pj.eq(0), pc.eq(pc + 1), p_lane.eq(p_lane - p_last_j), p_acc.eq(p_acc + 1),
                                  p_lane_off.eq(p_blk_off), p_col_off.eq(p_col_off + p.out_stride)]
                 with m.Else():
                     m.d.sync += [pj.eq(0), pc.eq(0), pb.eq(pb + 1), p_lane.eq(p_lane + 1), p_acc.eq(p_acc + 1),
@@ -351,3 +363,23 @@ class ComputeEngine(wiring.Component):
                         m.d.comb += self.done.eq(1)
                         m.next = "IDLE"
         return m
+
+    def _acc_lanes(self, m, raw, pack):
+        """The core's output ``raw`` (accumulator ``q`` of core row ``r`` at ``r * out_slots
+        + q``) as an accumulator row: lane ``l`` is logical row ``l`` at the GEMM's ``pack``
+        (``spec.nm_core.out_index``); lanes the GEMM does not compute are 0. Without packing
+        the two orders are the same."""
+        cfg = self.config
+        if not cfg.packing:
+            return raw
+        n, lanes = cfg.n, []
+        for lane in range(cfg.acc_lanes):
+            value = Signal(32, name=f"g_lane{lane}")
+            with m.Switch(pack):
+                for k in range(cfg.max_pack + 1):
+                    if lane < cfg.block_rows(k):
+                        with m.Case(k):
+                            src = (lane >> k) * n + (lane & ((1 << k) - 1))
+                            m.d.comb += value.eq(raw.word_select(src, 32))
+            lanes.append(value)
+        return Cat(*lanes)

@@ -153,7 +153,7 @@ class Frontend(wiring.Component):
             pc_minus = Mux(po.cols != 0, po.cols - 1, 0)
             tc_minus = Mux(tp.cols != 0, tp.cols - 1, 0)
             lanes_all = Signal(28, name="post_lanes_all")
-            m.d.comb += lanes_all.eq(po.row_blocks << rows_log2)
+            m.d.comb += lanes_all.eq(self._block_lanes(po))
             lanes_eff = Mux(lanes_all < po.lanes, lanes_all, po.lanes)
             lanes_minus = Mux(lanes_eff != 0, lanes_eff - 1, 0)
             table = {
@@ -248,6 +248,12 @@ class Frontend(wiring.Component):
         m.d.comb += self.busy.eq(in_burst)
         return m
 
+    def _block_lanes(self, po):
+        """A POST's ``row_blocks * (rows << pack)``: the lanes its row blocks hold."""
+        cfg = self.config
+        lanes = po.row_blocks << exact_log2(cfg.rows)
+        return lanes << po.pack if cfg.packing else lanes
+
     def _checks(self, m, word, op, index, prog_len, products, error):
         """``error`` = the :class:`ErrorCode` of :func:`spec.isa.check_static` (then the
         NO_FINISH rule), combinationally from the word and the products."""
@@ -292,7 +298,13 @@ class Frontend(wiring.Component):
         m.d.comb += end.eq(ld.dram + products[1] + (ld.x_size << pitch_log2))
         beyond = end > (1 << cfg.axi_addr_width)
         xfer_field = transfer & (~mem_ok | (nonempty_xfer & (misaligned | beyond)))
-        gemm_field = is_[Opcode.GEMM] & ((gm.unit != 0) | (gm.n_active > cfg.n))
+        if cfg.packing:      # pack k needs n_active << k == n; POST's pack at most log2(n)
+            bad_pack = (gm.pack != 0) & ((gm.n_active << gm.pack) != cfg.n)
+            post_field = is_[Opcode.POST] & (po.pack > cfg.max_pack)
+        else:
+            bad_pack = gm.pack != 0
+            post_field = is_[Opcode.POST] & (po.pack != 0)
+        gemm_field = is_[Opcode.GEMM] & ((gm.unit != 0) | (gm.n_active > cfg.n) | bad_pack)
         if cfg.topn:
             terms = len(cfg.topn_config.terms)
             topn_field = is_[Opcode.TOPN] & ((tp.term >= terms) |
@@ -300,7 +312,7 @@ class Frontend(wiring.Component):
         else:
             topn_field = Const(0)
         bad_field = Signal(name="bad_field")
-        m.d.comb += bad_field.eq(xfer_field | gemm_field | topn_field)
+        m.d.comb += bad_field.eq(xfer_field | gemm_field | post_field | topn_field)
 
         # Scratchpad ranges (the last row each access reaches must be < depth).
         def over(last_plus_one, mem_name):
@@ -312,7 +324,7 @@ class Frontend(wiring.Component):
             over(gm.wgt + products[1], "wgt") | over(gm.act + products[2] + gm.k_groups, "act") |
             over(gm.acc + products[3], "acc"))
         lanes_all = Signal(28, name="chk_lanes_all")
-        m.d.comb += lanes_all.eq(po.row_blocks << exact_log2(cfg.rows))
+        m.d.comb += lanes_all.eq(self._block_lanes(po))
         lanes_eff = Signal(28, name="chk_lanes_eff")
         m.d.comb += lanes_eff.eq(Mux(lanes_all < po.lanes, lanes_all, po.lanes))
         p_nonempty = (po.row_blocks != 0) & (po.cols != 0) & (po.lanes != 0)

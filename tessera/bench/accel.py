@@ -9,6 +9,11 @@
    that bounds it. Also the ISS's own speed on that program.
 3. Size: the default configuration on iCE40 HX8K (LUT4, Fmax, whether it fits) and the
    share of LUT4 of each unit (Yosys ``stat`` of the hierarchical iCE40 netlist).
+4. Row packing (#14): the default machine generated with ``packing``: fuzzing on
+   Verilator (``PACKING_FUZZ``; about half the GEMMs packed), the same GEMM with 1:4
+   weights on it (``pack = 1``: 8 logical rows per 4-row block) against the default
+   machine running those weights unpacked (``n_active = 1``), and its size beside the
+   default machine's (what packing costs).
 
 Results go to ``<out>/accel/report.json`` and ``report.md``.
 """
@@ -19,7 +24,7 @@ from pathlib import Path
 import click
 import numpy as np
 
-from compiler.gemm import GemmShape, lower_gemm, p_rows, w_rows, x_rows
+from compiler.gemm import GemmShape, lower_gemm, p_rows, product_pack, w_rows, x_rows
 from compiler.program import Program
 from golden import nm
 from golden.iss import Machine
@@ -31,33 +36,40 @@ from verif.accel_run import AccelProgram, run_programs
 
 from ..tables import progress_bar
 
-__all__ = ["run_bench", "gemm_program", "FUZZ_PROGRAMS"]
+__all__ = ["run_bench", "gemm_program", "FUZZ_PROGRAMS", "PACKING_FUZZ"]
 
 #: Legal programs per simulator (the issue asks for >= 1,000 in all).
 FUZZ_PROGRAMS = {"verilator": 800, "icarus": 250}
+#: ... and on the packing machine.
+PACKING_FUZZ = {"verilator": 200}
 GEMM = (256, 256, 256)
 
 
-def gemm_program(config: AcceleratorConfig, shape=GEMM, seed: int = 0) -> tuple[AccelProgram, dict]:
-    """The utilisation program: ``W[R, K]`` 2:4-pruned int8 times ``X[K, C]`` int8."""
+def gemm_program(config: AcceleratorConfig, shape=GEMM, seed: int = 0, n: int | None = None
+                 ) -> tuple[AccelProgram, dict]:
+    """The utilisation program: ``W[R, K]`` n:m-pruned int8 (n: the core's, by default)
+    times ``X[K, C]`` int8; packed where the machine can (``compiler.gemm.product_pack``)."""
     rows, k, cols = shape
+    n = config.n if n is None else n
+    pack = product_pack(config, n)
     rng = np.random.default_rng(seed)
-    w = nm.prune(rng.integers(-128, 128, (rows, k)), config.n, config.m)
-    values, indices = nm.compress(w, config.n, config.m)
+    w = nm.prune(rng.integers(-128, 128, (rows, k)), n, config.m)
+    values, indices = nm.compress(w, n, config.m)
     x = rng.integers(-128, 128, (k, cols))
     prog = Program(config)
     xr = prog.put("x", x_rows(config, x))
-    wr = prog.put("w", w_rows(config, values, indices))
-    pr = prog.put("params", p_rows(config, np.zeros(rows), np.ones(rows), np.full(rows, 12), rows))
+    wr = prog.put("w", w_rows(config, values, indices, pack))
+    pr = prog.put("params", p_rows(config, np.zeros(rows), np.ones(rows), np.full(rows, 12), rows, pack))
     y = prog.alloc("y", cols * rows)
-    tiling = lower_gemm(prog, GemmShape(rows, k, cols), x=xr, w=wr, params=pr, y=y, n_active=config.n)
+    tiling = lower_gemm(prog, GemmShape(rows, k, cols), x=xr, w=wr, params=pr, y=y, n_active=n, pack=pack)
     prog.emit(Opcode.FINISH)
     dram, addr, length = prog.image()
     return AccelProgram(f"gemm{rows}x{k}x{cols}", dram, addr, length), {"tiling": tiling.__dict__}
 
 
-def _utilisation(config: AcceleratorConfig, out: Path) -> dict:
-    program, info = gemm_program(config)
+def _utilisation(config: AcceleratorConfig, out: Path, n: int | None = None) -> dict:
+    program, info = gemm_program(config, n=n)
+    br = config.block_rows(product_pack(config, config.n if n is None else n))
     started = time.monotonic()
     iss = Machine(config, program.dram).run(program.prog_addr, program.prog_len)
     iss_seconds = time.monotonic() - started
@@ -67,8 +79,8 @@ def _utilisation(config: AcceleratorConfig, out: Path) -> dict:
     c = rtl["counters"]
     rows, k, cols = GEMM
     macs = rows * k * cols
-    ideal_beats = -(-rows // config.rows) * cols * (k // config.m)
-    post = -(-rows // config.rows) * config.rows * cols          # one lane per cycle
+    ideal_beats = -(-rows // br) * cols * (k // config.m)
+    post = -(-rows // br) * br * cols                          # one lane per cycle
     load_bytes = iss.counters["bytes_read"]
     return {
         "shape": list(GEMM), "instructions": program.prog_len, "tiling": info["tiling"],
@@ -124,6 +136,12 @@ def run_bench(out: Path, jobs: int = 2, *, programs: dict | None = None, synth: 
                 bold=True)
     util = _utilisation(config, out)
     size = _size(config, out) if synth else None
+    packing = AcceleratorConfig(packing=True)
+    click.secho(f"== row packing: {packing.to_json()}", bold=True)
+    fuzz_p = _fuzz(packing, out / "packing", {sim: min(count, (programs or FUZZ_PROGRAMS).get(sim, count))
+                                              for sim, count in PACKING_FUZZ.items()})
+    util_p = {"packed": _utilisation(packing, out / "packing", n=1), "unpacked": _utilisation(config, out, n=1)}
+    size_p = _size(packing, out / "packing") if synth else None
     lines = ["| simulator | programs | legal | illegal | mismatches | instructions | cycles simulated | cycles/s |",
              "|---|---|---|---|---|---|---|---|"]
     for f in fuzz:
@@ -149,9 +167,29 @@ def run_bench(out: Path, jobs: int = 2, *, programs: dict | None = None, synth: 
                   "| unit | LUT4 | share |", "|---|---|---|"]
         for name, unit in sorted(size["units"].items(), key=lambda kv: -kv[1]["lut4"]):
             lines.append(f"| {name} | {unit['lut4']} | {100 * unit['share']:.1f}% |")
+    lines += ["", "Row packing (the default machine with packing=True):"]
+    for f in fuzz_p:
+        lines.append(f"fuzzing on {f['sim']}: {f['programs']} programs ({f['legal']} legal, {f['illegal']} illegal), "
+                     f"{len(f['mismatches'])} mismatches, {f['instructions']} instructions")
+    up, uu = util_p["packed"], util_p["unpacked"]
+    lines += [f"GEMM {'x'.join(map(str, GEMM))} with 1:4 weights: packed (pack=1) {up['rtl_cycles']} cycles "
+              f"({up['core_beats']} core beats, ISS {100 * up['iss_error']:+.2f}%) against {uu['rtl_cycles']} "
+              f"unpacked on the default machine ({uu['core_beats']} beats): "
+              f"{uu['rtl_cycles'] / up['rtl_cycles']:.2f}x fewer cycles, {uu['core_beats'] / up['core_beats']:.2f}x "
+              f"fewer beats",
+              "what bounds the packed one (cycles): " + "; ".join(f"{k} {v}" for k, v in up["bound"].items())]
+    if size_p:
+        pnr = size_p["pnr"] or {}
+        units = {name: u["lut4"] for name, u in size_p["units"].items()}
+        lines.append(f"iCE40 HX8K with packing: {size_p['lut4']} LUT4 ({size_p['lut4'] - size['lut4']:+d}), "
+                     f"{size_p['ff']} FF ({size_p['ff'] - size['ff']:+d}), {size_p['bram']} BRAM "
+                     f"({size_p['bram'] - size['bram']:+d}); Fmax {pnr.get('fmax_mhz', 'n/a')} MHz; fits: "
+                     f"{pnr.get('fits')}; compute unit {units.get('compute', 0)} LUT4 "
+                     f"({units.get('compute', 0) - size['units'].get('compute', {}).get('lut4', 0):+d})")
     text = "\n".join(lines)
     click.echo(text)
     report = {"config": config.to_dict(), "fuzz": fuzz, "utilisation": util, "size": size,
+              "packing": {"config": packing.to_dict(), "fuzz": fuzz_p, "utilisation": util_p, "size": size_p},
               "provenance": outputs.provenance("bench accel", {"programs": programs, "synth": synth, "jobs": jobs,
                                                                "out": out}, seed=0)}
     outputs.write_json(out / "report.json", report)

@@ -14,6 +14,14 @@ layer pinned to it (each layer's scales chosen as LPQ chooses them), in float LP
 through the array's bit-exact arithmetic (``golden.lpq.pe_accuracy`` at the array's
 table, window and accumulator: each row of ``lp-array`` is that arithmetic).
 
+MiniLM (the optional extra, :func:`minilm_rows`): sentence-embedding cosine against FP32
+per format, in float fake-quant and with every Linear layer's products and sums through
+its array's bit-exact arithmetic (:mod:`golden.array_model`); the formats within
+:data:`ISO_TOL` of the INT8 array's cosine are compared on area (products/s per 1,000
+LUT4 of the hardware table). ``tessera bench lp --only minilm`` runs that section alone
+(minutes; against the stored hardware rows, :data:`HARDWARE_FIGURES`, unless ``OUT/lp``
+holds a full run's).
+
 Hardware (this section replaced the first round's single 4-lane PEs): the R x L arrays
 (``hw/pe_array.py``: ``lp-array``, ``int8-array``, ``fp8-array``; R x L in {4x4, 8x8})
 synthesized alone for iCE40 (LUT4 = SB_LUT4 cells) and placed and routed behind the
@@ -388,19 +396,20 @@ SECTIONS = ("digits", "hardware", "minilm")
 
 
 def run_bench(out: Path, jobs: int = 2, *, hardware: bool = True, seed: int = 0,
-              only: str | None = None) -> dict:
+              only: tuple[str, ...] = SECTIONS) -> dict:
     """Print and write (``out/lp/report.json``, ``report.md``) the LP benchmark figures.
 
-    ``only`` (one of :data:`SECTIONS`) runs that section alone and writes
-    ``report-<only>.json`` / ``.md`` instead (``minilm``: a few minutes, against the
-    hardware rows of :func:`_stored_hardware`); ``hardware=False`` skips the synthesis."""
+    ``only`` (a subset of :data:`SECTIONS`; ``tessera bench lp --only minilm``) runs those
+    sections alone and writes ``report-<sections>.json`` / ``.md`` instead (``minilm``: a
+    few minutes, priced against :func:`_stored_hardware` unless ``hardware`` runs too);
+    ``hardware=False`` skips the synthesis."""
     from spec import outputs
 
     out = Path(out) / "lp"
-    if only is not None and only not in SECTIONS:
-        raise click.BadParameter(f"{only!r} is not a section of bench lp ({', '.join(SECTIONS)})",
-                                 param_hint="--only")
-    run = set(SECTIONS) if only is None else {only}
+    unknown = [s for s in only if s not in SECTIONS]
+    if unknown:
+        raise click.UsageError(f"bench lp has no section {unknown[0]!r}; sections: {', '.join(SECTIONS)}")
+    run = set(only)
     if not hardware:
         run.discard("hardware")
     report, parts, calibration = {}, [], None
@@ -434,8 +443,9 @@ def run_bench(out: Path, jobs: int = 2, *, hardware: bool = True, seed: int = 0,
     text = "\n\n".join(parts)
     click.echo(text)
     report["provenance"] = outputs.provenance("bench lp", {"hardware": hardware, "jobs": jobs, "out": out,
-                                                           "only": only}, seed=seed, calibration=calibration)
-    name = "report" if only is None else f"report-{only}"
+                                                           "only": list(only)}, seed=seed, calibration=calibration)
+    whole = set(only) == set(SECTIONS)
+    name = "report" if whole else "report-" + "-".join(s for s in SECTIONS if s in only)
     outputs.write_json(out / f"{name}.json", report)
     outputs.write_text(out / f"{name}.md", text + "\n")
     click.echo(f"report: {out / (name + '.md')}")
