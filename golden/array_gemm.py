@@ -20,9 +20,9 @@ every partial sum is an integer below 2^24 in float32 or 2^53 in float64, hence 
 in any summation order; K is cut into chunks where a bound would be exceeded):
 
 * ``lp-array``: a product depends only on the two codes, so the layer is a table GEMM
-  (:func:`table_matmul`): the array's product table over all code pairs
-  (:func:`golden.pe_array.array_products`, so the window, truncation and table are the
-  golden model's own), looked up and summed as an embedding bag.
+  (:func:`table_matmul`) of the array's product table over all code pairs
+  (:func:`golden.pe_array.array_products`: the window, truncation and 2^frac table are
+  the golden model's own): one sparse-times-dense product per activation magnitude.
 * ``int8-array``: one GEMM of the signed codes.
 * ``fp8-array``: with ``W = (-1)^s mant 2^E'`` (integers) the product is
   ``sign * floor(|W A| / 2^q)``, ``q = 20 - acc_frac``; so ``2^q * acc`` is the GEMM of
@@ -38,6 +38,7 @@ array does.
 from __future__ import annotations
 
 import dataclasses
+import warnings
 
 import numpy as np
 
@@ -105,28 +106,45 @@ def exact_matmul(x: np.ndarray, y: np.ndarray, bound: int) -> np.ndarray:
 
 def table_matmul(table: np.ndarray, w: np.ndarray, a: np.ndarray) -> np.ndarray:
     """``sum_k table[w[o, k], a[t, k]]`` for every ``t, o``, exactly, as int64 ``[T, O]``:
-    a product table over code pairs applied as a GEMM.
+    a product table over pairs of n-bit sign-magnitude-symmetric codes applied as a GEMM.
 
-    Per input ``k`` the weights' column gives a lookup ``G[k][c, o] = table[w[o, k], c]``;
-    a token's outputs are then the sum over ``k`` of the rows ``G[k][a[t, k]]``, which is an
-    embedding-bag sum (``torch.nn.functional.embedding_bag``, mode ``sum``), exact in
-    float by :func:`_float_plan`. Outputs are done in slices so ``G`` stays near 2^26
-    entries."""
+    ``table[:, c']`` of a negative activation code ``c' = 2^n - c`` must be the negated
+    ``table[:, c]`` and the columns of codes 0 and ``2^(n-1)`` zero (LP: checked by the
+    caller). Then, per activation magnitude ``c`` present, the tokens' ``+-1`` indicator
+    of ``c`` (a sparse ``[T, K]`` matrix: every activation belongs to one magnitude) times
+    the weights' column ``table[w, c]`` (dense ``[K, O]``) adds that magnitude's products:
+    the sparse products together touch each (token, input, output) once. Sums are exact in
+    float by :func:`_float_plan` (K cut into chunks where needed)."""
     import torch
 
     (T, K), O, codes = a.shape, w.shape[0], table.shape[1]
+    half = codes // 2
     dtype, kchunk = _float_plan(int(np.abs(table).max(initial=0)), K)
-    table_t = torch.from_numpy(np.ascontiguousarray(table.T)).to(dtype)      # [a code, w code]
-    index = torch.from_numpy(a + codes * np.arange(K)[None, :])               # row of G per (t, k)
-    wt = torch.from_numpy(np.ascontiguousarray(w.T))                          # [K, O]
     out = np.zeros((T, O), np.int64)
-    oslice = max(1, (1 << 26) // (K * codes))
-    for o0 in range(0, O, oslice):
-        lookup = table_t[:, wt[:, o0:o0 + oslice]].permute(1, 0, 2).reshape(K * codes, -1)
-        for k0 in range(0, K, kchunk):
-            rows = lookup[k0 * codes:(k0 + kchunk) * codes]
-            part = torch.nn.functional.embedding_bag(index[:, k0:k0 + kchunk] - k0 * codes, rows, mode="sum")
-            out[:, o0:o0 + oslice] += part.to(torch.int64).numpy()
+    for k0 in range(0, K, kchunk):
+        ak, wk = a[:, k0:k0 + kchunk], w[:, k0:k0 + kchunk]
+        kk = ak.shape[1]
+        flat = ak.ravel()
+        mag = np.where(flat < half, flat, codes - flat)
+        mag[flat == half] = 0                                    # NaR: a zero product
+        order = np.argsort(mag.astype(np.uint16), kind="stable")  # by magnitude, then row-major
+        bounds = np.searchsorted(mag[order], np.arange(half + 1))
+        rows = order // kk
+        cols = torch.from_numpy(order - rows * kk)
+        signs = torch.from_numpy(np.where(flat[order] < half, 1.0, -1.0)).to(dtype)
+        lookup = np.ascontiguousarray(wk.T)                       # [K, O] weight codes
+        acc = torch.zeros((T, O), dtype=dtype)
+        for c in range(1, half):
+            lo, hi = bounds[c], bounds[c + 1]
+            if lo == hi:
+                continue
+            crow = torch.from_numpy(np.searchsorted(rows[lo:hi], np.arange(T + 1)).astype(np.int64))
+            with warnings.catch_warnings():                       # "CSR support is in beta"
+                warnings.simplefilter("ignore", UserWarning)
+                ind = torch.sparse_csr_tensor(crow, cols[lo:hi], signs[lo:hi], size=(T, kk),
+                                              check_invariants=False)
+            acc += torch.sparse.mm(ind, torch.from_numpy(table[:, c][lookup]).to(dtype))
+        out += acc.to(torch.int64).numpy()
     return out
 
 
@@ -144,6 +162,9 @@ def _lp(config, w, a, sf):
     size, half = 1 << n, 1 << (n - 1)
     codes = np.arange(size)
     table, _ = array_products(config, codes[:, None], codes[None, :], sf)     # [w code, a code]
+    pos = np.arange(1, half)
+    if not np.array_equal(table[:, size - pos], wrap(-table[:, pos], config.acc_width)):
+        raise AssertionError("LP products of a negative activation code are not the negated ones")
     exact = table_matmul(table, w, a)
     nar = (a == half).any(axis=1)[:, None] | (w == half).any(axis=1)[None, :]
     return _wrap_result(config, exact, nar)

@@ -100,16 +100,19 @@ def lp_shift(config: LPArrayConfig, codes: np.ndarray, gene: LayerGene) -> tuple
     with a window as wide as the accumulator, is below ``2^prod_width``."""
     wide = dataclasses.replace(config, prod_width=0)
     present = np.unique(codes)
-    acts = np.arange(1 << config.n)
     limit = 1 << config.pe().product_width
     sf_range = config.pe().sf_range
+    maxpos = np.array([(1 << (config.n - 1)) - 1])      # a product grows with |a|: the largest
     best = None
     for sf in reversed(sf_range):                          # products double at each step down
-        products, _ = array_products(wide, present[:, None], acts[None, :], sf)
+        products, _ = array_products(wide, present[:, None], maxpos[None, :], sf)
         if np.abs(products).max() >= limit:
             break
         best = sf
-    if best is None:
+    if best is not None:
+        products, _ = array_products(wide, present[:, None], np.arange(1 << config.n)[None, :], best)
+        assert np.abs(products).max() < limit, "LP products must grow with the activation"
+    else:
         raise GoldenError(f"no sf in {sf_range} keeps LP<{config.n},{config.es},{config.rs}> products "
                           f"within the {config.pe().product_width}-bit window")
     return gene.sf + gene.sf_a - best, best
