@@ -72,7 +72,9 @@ class LPArrayConfig(_ArrayMixin, BlockConfig):
     Defaults: LP<6, 1, 2>, 3-bit table fractions, a 12-bit product window with 8
     fraction bits: on the digits CNN this datapath's bit-exact top-1 equals the float LP
     one (``tessera bench lp`` measures it); the window must then hold a layer's products
-    (``sf`` chosen so), as with ``prod_width`` on the PE."""
+    (``sf`` chosen so), as with ``prod_width`` on the PE. On MiniLM that window is too
+    narrow (its products span more than 12 bits, and the small ones truncate to 0): the
+    bench measures the cosine at ``prod_width=16`` too, which keeps the float LP one."""
 
     block = "lp-array"
     ops_unit = "product"

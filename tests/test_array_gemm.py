@@ -142,14 +142,15 @@ def test_bench_minilm_table_and_only_flag(tmp_path, capsys, monkeypatch):
             for f, a, p, c in [("INT8 per-channel", "int8-array", {"block": "int8-array"}, 0.98),
                                ("INT4 per-channel", "int8-array", {"block": "int8-array"}, 0.9),
                                ("LP<6,1,2> on every layer", "lp-array", {"block": "lp-array", "n": 6, "es": 1,
-                                                                          "rs": 2}, 0.979),
+                                                                          "rs": 2, "prod_width": 12}, 0.979),
                                ("LPQ (LP per layer)", "lp-array per layer", None, 0.981)]]
     mini = {"rows": rows, "test_sentences": 4, "calibration_sentences": 2, "tokens": 40, "seconds_total": 9.0,
             "seconds_search": 1.0, "corpus_line": "corpus"}
     hw, source = lp._stored_hardware(tmp_path)
     text = lp.minilm_markdown(mini, hw, source)
     assert "INT8 per-channel, LP<6,1,2> on every layer, LPQ (LP per layer). INT4 per-channel miss it." in text
-    lp6 = next(r for r in hw if r["shape"] == "4x4" and r["config"].get("n") == 6)
+    lp6 = next(r for r in hw if r["shape"] == "4x4" and r["config"].get("n") == 6
+               and r["config"]["prod_width"] == 12)
     int8 = next(r for r in hw if r["shape"] == "4x4" and r["block"] == "int8-array")
     ratio = lp6["mproducts_per_s_per_klut"] / int8["mproducts_per_s_per_klut"]
     assert f"| {lp6['mproducts_per_s_per_klut']:.1f} | {ratio:.2f}x |" in text
