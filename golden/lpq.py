@@ -38,7 +38,8 @@ from .lp import LPFormat
 from .mac import FP8_MAX, fp8_decode, fp8_encode
 
 __all__ = ["Plan", "LayerGene", "quantizable_layers", "run_model", "fp_inputs",
-           "accuracy", "lp_plan", "int_plan", "fp8_plan", "fp32_plan", "mean_weight_bits", "pe_accuracy"]
+           "accuracy", "lp_plan", "int_plan", "fp8_plan", "fp32_plan", "mean_weight_bits", "pe_accuracy",
+           "int_weight_codes", "IntInputs", "int_inputs", "fp8_weight_scale", "fp8_input_scale"]
 
 Quantizer = Callable[[np.ndarray], np.ndarray]
 
@@ -109,36 +110,65 @@ def _per_channel_amax(w: np.ndarray) -> np.ndarray:
     return np.where(amax > 0, amax, 1.0).reshape(-1, *([1] * (w.ndim - 1)))
 
 
+def int_weight_codes(w: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:
+    """Symmetric per-output-channel INT-``bits``: the integers (int64, in
+    ``[-(2^(bits-1) - 1), 2^(bits-1) - 1]``, round half to even) and the scale per output
+    channel (``max|w| / (2^(bits-1) - 1)``, shaped to broadcast against ``w``)."""
+    qmax = (1 << (bits - 1)) - 1
+    scale = _per_channel_amax(w) / qmax
+    return np.clip(np.round(w / scale), -qmax, qmax).astype(np.int64), scale
+
+
 def int_weights(bits: int) -> Quantizer:
     """Symmetric per-output-channel INT-``bits`` fake quantization."""
-    qmax = (1 << (bits - 1)) - 1
-
     def q(w):
-        scale = _per_channel_amax(w) / qmax
-        return np.clip(np.round(w / scale), -qmax, qmax) * scale
+        codes, scale = int_weight_codes(w, bits)
+        return codes * scale
     return q
 
 
-def int_inputs(bits: int, calib: np.ndarray) -> Quantizer:
+@dataclasses.dataclass(frozen=True)
+class IntInputs:
+    """A per-tensor integer input quantizer: ``x -> clip(round(x / scale), lo, hi)``
+    (:meth:`codes`, round half to even); calling it fake-quantizes (``codes * scale``)."""
+
+    scale: float
+    lo: int
+    hi: int
+
+    def codes(self, x) -> np.ndarray:
+        return np.clip(np.round(np.asarray(x) / self.scale), self.lo, self.hi).astype(np.int64)
+
+    def __call__(self, x) -> np.ndarray:
+        return self.codes(x) * self.scale
+
+
+def int_inputs(bits: int, calib: np.ndarray) -> IntInputs:
     """Per-tensor INT-``bits`` with a scale from the calibration inputs' max|x|;
     unsigned when those are all non-negative."""
     amax = float(np.abs(calib).max()) or 1.0
     unsigned = bool(calib.min() >= 0)
     lo, hi = (0, (1 << bits) - 1) if unsigned else (-((1 << (bits - 1)) - 1), (1 << (bits - 1)) - 1)
-    scale = amax / hi
+    return IntInputs(amax / hi, lo, hi)
 
-    def q(x):
-        return np.clip(np.round(x / scale), lo, hi) * scale
-    return q
+
+def fp8_weight_scale(w: np.ndarray) -> np.ndarray:
+    """The FP8 weights' scale per output channel: ``max|w|`` maps to 448."""
+    return _per_channel_amax(w) / FP8_MAX
 
 
 def fp8_weights(w: np.ndarray) -> np.ndarray:
-    scale = _per_channel_amax(w) / FP8_MAX
+    scale = fp8_weight_scale(w)
     return fp8_decode(fp8_encode(w / scale)) * scale
 
 
+def fp8_input_scale(calib: np.ndarray) -> float:
+    """The FP8 inputs' per-tensor scale: the calibration inputs' ``max|x|`` maps to 448."""
+    return (float(np.abs(calib).max()) or 1.0) / FP8_MAX
+
+
 def fp8_inputs(calib: np.ndarray) -> Quantizer:
-    scale = (float(np.abs(calib).max()) or 1.0) / FP8_MAX
+    scale = fp8_input_scale(calib)
     return lambda x: fp8_decode(fp8_encode(x / scale)) * scale
 
 

@@ -58,11 +58,10 @@ class _ArrayMixin:
     def check_layer(self, out_features: int, in_features: int):
         """Raise :class:`ConfigError` unless a layer of ``out_features`` x ``in_features``
         tiles onto the array (``rows`` divides the outputs, ``cols`` the inputs)."""
-        for what, size, unit in (("out_features", out_features, self.rows),
-                                 ("in_features", in_features, self.cols)):
+        for what, size, name, unit in (("out_features", out_features, "rows", self.rows),
+                                       ("in_features", in_features, "cols", self.cols)):
             if size < 1 or size % unit:
-                raise ConfigError(f"{what}={size} does not divide into the array's "
-                                  f"{'rows' if unit == self.rows else 'cols'}={unit}")
+                raise ConfigError(f"{what}={size} does not divide into the array's {name}={unit}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,7 +72,9 @@ class LPArrayConfig(_ArrayMixin, BlockConfig):
     Defaults: LP<6, 1, 2>, 3-bit table fractions, a 12-bit product window with 8
     fraction bits: on the digits CNN this datapath's bit-exact top-1 equals the float LP
     one (``tessera bench lp`` measures it); the window must then hold a layer's products
-    (``sf`` chosen so), as with ``prod_width`` on the PE."""
+    (``sf`` chosen so), as with ``prod_width`` on the PE. On MiniLM that window is too
+    narrow (its products span more than 12 bits, and the small ones truncate to 0): the
+    bench measures the cosine at ``prod_width=16`` too, which keeps the float LP one."""
 
     block = "lp-array"
     ops_unit = "product"
