@@ -126,8 +126,11 @@ HEADER = data.StructLayout({
 
 
 def _word(fields: dict) -> data.StructLayout:
-    """The header, the opcode's fields, and ``reserved`` up to 128 bits."""
+    """The header, the opcode's fields, and ``reserved`` up to 128 bits (none when the
+    fields fill the word)."""
     layout = data.StructLayout({**HEADER.members, **fields})
+    if layout.size == WORD_BITS:
+        return layout
     return data.StructLayout({**layout.members, "reserved": unsigned(WORD_BITS - layout.size)})
 
 
@@ -225,7 +228,7 @@ class Insn:
         unknown = sorted(set(self.fields) - set(FIELDS[self.opcode]) - {"opcode"})
         if unknown:
             raise SpecError(f"{self.opcode.name} has no field(s) {', '.join(unknown)}; "
-                            f"fields: {', '.join(FIELDS[self.opcode][1:-1])}")
+                            f"fields: {', '.join(n for n in FIELDS[self.opcode][1:] if n != 'reserved')}")
         out = {}
         for name, field in layout:
             if name == "opcode":
