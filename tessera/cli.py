@@ -229,10 +229,20 @@ BENCHES = {"nm-core": ".bench.nm_core", "tasd": ".bench.tasd", "train-nm": ".ben
 @click.option("-o", "--out", default="bench_out", show_default=True, type=OutputDir())
 @click.option("-j", "--jobs", default=2, show_default=True, type=click.IntRange(min=1),
               help="synthesis runs in parallel")
-def bench_command(what, out, jobs):
+@click.option("--only", multiple=True, metavar="SECTION",
+              help="run only this section (repeatable); benchmarks with sections list them in their error")
+def bench_command(what, out, jobs, only):
     """Print the benchmark figures of a block or method."""
     module = importlib.import_module(BENCHES[what], __package__)
-    module.run_bench(out, jobs=jobs)
+    if not only:
+        module.run_bench(out, jobs=jobs)
+        return
+    sections = getattr(module, "SECTIONS", ())
+    unknown = [s for s in only if s not in sections]
+    if unknown:
+        raise click.UsageError(f"bench {what} has no section {unknown[0]!r}"
+                               + (f"; sections: {', '.join(sections)}" if sections else " (it has no sections)"))
+    module.run_bench(out, jobs=jobs, only=tuple(only))
 
 
 @cli.command("tacos")
@@ -520,11 +530,13 @@ def disasm_command(binary, as_json):
 @click.option("-o", "--out", default="fuzz_out", show_default=True, type=OutputDir(),
               help="mismatching programs are saved here for replay")
 @click.option("--build-dir", default="sim_build", show_default=True)
-def fuzz_command(programs, sim, seed, batch, illegal, out, build_dir):
+@click.option("--packing", is_flag=True,
+              help="a machine with row packing: layers whose groups hold n >> k non-zeros run 2^k logical rows per core row")
+def fuzz_command(programs, sim, seed, batch, illegal, out, build_dir, packing):
     """Random programs on the accelerator's RTL against the ISS; report each mismatch."""
     from verif.accel_campaign import run_campaign
 
-    report = run_campaign(AcceleratorConfig(), programs, sim=sim, seed=seed, batch=batch,
+    report = run_campaign(AcceleratorConfig(packing=packing), programs, sim=sim, seed=seed, batch=batch,
                           illegal=illegal, out=out, build_root=build_dir)
     click.echo(report.summary())
     if report.mismatches:
@@ -540,6 +552,8 @@ def fuzz_command(programs, sim, seed, batch, illegal, out, build_dir):
 @click.option("--core", default=None, help="the core's n:m [default: the default machine's]")
 @click.option("--rows", type=int, default=None, help="the core's output rows")
 @click.option("--topn", default=None, help="the machine's activation top-N series")
+@click.option("--packing", is_flag=True,
+              help="a machine with row packing: layers whose groups hold n >> k non-zeros run 2^k logical rows per core row")
 @click.option("--budget", type=float, default=None,
               help="TASDER accuracy budget (points of top-1 on the calibration set): choose a TASD series per layer")
 @click.option("--batch", default=1, show_default=True, help="inputs per program run")
@@ -554,8 +568,8 @@ def fuzz_command(programs, sim, seed, batch, illegal, out, build_dir):
 @click.option("--bandwidth", type=float, default=50.0, show_default=True, help="GB/s of generated topology links")
 @click.option("--latency", type=float, default=0.5, show_default=True, help="us of generated topology links")
 @click.option("--clock-mhz", type=float, default=100.0, show_default=True, help="accelerator clock of trace durations")
-def compile_command(model, out, calib, calib_count, core, rows, topn, budget, batch, seed, chakra, npus, parallel,
-                    collective, topology, bandwidth, latency, clock_mhz):
+def compile_command(model, out, calib, calib_count, core, rows, topn, packing, budget, batch, seed, chakra, npus,
+                    parallel, collective, topology, bandwidth, latency, clock_mhz):
     """Compile MODEL (a registered model, a train-nm folder or a .pt2 file) for the accelerator."""
     from compiler.model import compile_model
     from compiler.scaleout import check_options
@@ -582,6 +596,8 @@ def compile_command(model, out, calib, calib_count, core, rows, topn, budget, ba
         changes["rows"] = rows
     if topn is not None:
         changes["topn"] = topn
+    if packing:
+        changes["packing"] = True
     config = AcceleratorConfig(**changes)
     source = load_source(model, calib=calib, calib_count=calib_count, seed=seed)
     choices = None

@@ -95,6 +95,8 @@ def test_bad_output_paths_fail_in_one_line_before_the_work(argv, message, capsys
     (["lpq", "--population", "2"], "2 is not in the range x>=4"),
     (["sushi", "--queries", "0"], "0 is not in the range x>=1"),
     (["bench", "nm-core", "--jobs", "0"], "0 is not in the range x>=1"),
+    (["bench", "tasd", "--only", "mini"], "bench tasd has no section 'mini'; sections: digits, minilm, parallel"),
+    (["bench", "nm-core", "--only", "x"], "bench nm-core has no section 'x' (it has no sections)"),
     (["train-nm", "--recipe", "dense", "--schedule", "4,2"],
      "a schedule [4, 2] applies to the sdgf recipe only, not to 'dense'"),
     (["train-nm", "--recipe", "srste", "--decay", "2"], "a decay of 2.0 applies to the mdgf recipes only"),

@@ -11,7 +11,8 @@
 3. Executing a series: two passes of 2:8 on a 2:8 core against one pass on a 4:8 core
    (two term units in parallel), by LUT4 x cycles from synthesis.
 
-Results go to ``<out>/tasd_bench.json`` and ``.md``.
+Results go to ``<out>/tasd_bench.json`` and ``.md``. ``--only digits|minilm|parallel``
+runs those sections alone (:data:`SECTIONS`).
 """
 
 from pathlib import Path
@@ -31,6 +32,8 @@ from spec import outputs
 
 from ..tables import rich_progress
 
+#: The sections ``tessera bench tasd --only`` can pick.
+SECTIONS = ("digits", "minilm", "parallel")
 MODELS = ["digits", "digits-p50", "digits-p75", "digits-p90"]
 CORES = [NMCoreConfig(n=2, m=4, rows=8), NMCoreConfig(n=2, m=4, rows=8, packing=True),
          NMCoreConfig(n=2, m=8, rows=8)]
@@ -107,56 +110,62 @@ def _passes_vs_parallel(out: Path) -> tuple[str, dict]:
     return "\n".join(lines), data
 
 
-def run_bench(out: Path, jobs: int = 2) -> dict:
+def run_bench(out: Path, jobs: int = 2, only: tuple[str, ...] = SECTIONS) -> dict:
     out.mkdir(parents=True, exist_ok=True)
-    runs = [(m, c, b) for m in MODELS for c in CORES for b in BUDGETS]
-    summaries = []
-    with rich_progress() as progress:
-        task = progress.add_task("TASDER searches", total=len(runs))
-        for model, core, budget in runs:
-            bundle = load_model(model)
-            summaries.append(evaluate(bundle, core, default_menu(core), max_drop=budget))
-            progress.advance(task)
-    calib = len(bundle.x_calib)
-    table = _model_table(summaries)
-    click.echo(table)
-    p75 = [s for s in summaries if s["model"] == "digits-p75" and s["search"]["budget"] == 1.0]
-    target = "; ".join(f"{_core(s['core'])} core: {100 * s['cycle_reduction']:.1f}% fewer cycles "
-                       f"at {s['test_top1']['drop']:+.2f} points" for s in p75)
-    target_line = f"75%-pruned digits, 1-point budget (target >= 50% fewer cycles at <= 1 point): {target}"
-    click.echo(target_line)
-    sections = [table, target_line]
+    runs = [(m, c, b) for m in MODELS for c in CORES for b in BUDGETS] if "digits" in only else []
+    summaries, sections, calib = [], [], None
+    if runs:
+        with rich_progress() as progress:
+            task = progress.add_task("TASDER searches", total=len(runs))
+            for model, core, budget in runs:
+                bundle = load_model(model)
+                summaries.append(evaluate(bundle, core, default_menu(core), max_drop=budget))
+                progress.advance(task)
+        calib = len(bundle.x_calib)
+        table = _model_table(summaries)
+        click.echo(table)
+        p75 = [s for s in summaries if s["model"] == "digits-p75" and s["search"]["budget"] == 1.0]
+        target = "; ".join(f"{_core(s['core'])} core: {100 * s['cycle_reduction']:.1f}% fewer cycles "
+                           f"at {s['test_top1']['drop']:+.2f} points" for s in p75)
+        target_line = f"75%-pruned digits, 1-point budget (target >= 50% fewer cycles at <= 1 point): {target}"
+        click.echo(target_line)
+        sections = [table, target_line]
+    shown = len(sections)
 
     minilm_rows = []
-    missing = minilm.available()
-    if missing:
-        sections.append(f"MiniLM: skipped: {missing}")
-    else:
-        bundle = load_model("minilm")
-        corpus_line = minilm.corpus().line()
-        sections.append(f"MiniLM: {bundle.data['calibration_sentences']} calibration and "
-                        f"{bundle.data['test_sentences']} test sentences; {corpus_line}")
-        with rich_progress() as progress:
-            task = progress.add_task("TASDER on MiniLM", total=len(MINILM_RUNS))
-            for core, budget in MINILM_RUNS:
-                minilm_rows.append(evaluate(bundle, core, default_menu(core), max_error=budget))
-                progress.advance(task)
-        sections.append(_minilm_table(minilm_rows))
-        best = [s for s in minilm_rows if s["test_cosine"]["mean"] >= 0.99]
-        verdict = (max(best, key=lambda s: s["cycle_reduction"]) if best else None)
-        sections.append("MiniLM (target: mean cosine >= 0.99 with >= 30% fewer cycles): " + (
-            f"best {100 * verdict['cycle_reduction']:.1f}% fewer cycles at mean cosine "
-            f"{verdict['test_cosine']['mean']:.4f} on a {_core(verdict['core'])} core"
-            if verdict else "no run reached a mean cosine of 0.99"))
-    click.echo("\n\n".join(sections[2:]))
+    if "minilm" in only:
+        missing = minilm.available()
+        if missing:
+            sections.append(f"MiniLM: skipped: {missing}")
+        else:
+            bundle = load_model("minilm")
+            corpus_line = minilm.corpus().line()
+            sections.append(f"MiniLM: {bundle.data['calibration_sentences']} calibration and "
+                            f"{bundle.data['test_sentences']} test sentences; {corpus_line}")
+            with rich_progress() as progress:
+                task = progress.add_task("TASDER on MiniLM", total=len(MINILM_RUNS))
+                for core, budget in MINILM_RUNS:
+                    minilm_rows.append(evaluate(bundle, core, default_menu(core), max_error=budget))
+                    progress.advance(task)
+            sections.append(_minilm_table(minilm_rows))
+            best = [s for s in minilm_rows if s["test_cosine"]["mean"] >= 0.99]
+            verdict = (max(best, key=lambda s: s["cycle_reduction"]) if best else None)
+            sections.append("MiniLM (target: mean cosine >= 0.99 with >= 30% fewer cycles): " + (
+                f"best {100 * verdict['cycle_reduction']:.1f}% fewer cycles at mean cosine "
+                f"{verdict['test_cosine']['mean']:.4f} on a {_core(verdict['core'])} core"
+                if verdict else "no run reached a mean cosine of 0.99"))
+    click.echo("\n\n".join(sections[shown:]))
 
-    parallel_table, parallel = _passes_vs_parallel(out)
-    click.echo(parallel_table)
-    sections.append(parallel_table)
+    parallel = None
+    if "parallel" in only:
+        parallel_table, parallel = _passes_vs_parallel(out)
+        click.echo(parallel_table)
+        sections.append(parallel_table)
     result = {"models": summaries, "minilm": minilm_rows, "passes_vs_parallel": parallel}
     result["provenance"] = outputs.provenance(
         "bench tasd", {"models": MODELS, "cores": [c.to_dict() for c in CORES], "budgets": BUDGETS,
-                       "minilm_runs": [[c.to_dict(), b] for c, b in MINILM_RUNS], "out": out},
+                       "minilm_runs": [[c.to_dict(), b] for c, b in MINILM_RUNS], "out": out,
+                       "sections": list(only)},
         seed=0, calibration=calib)
     outputs.write_json(out / "tasd_bench.json", result)
     outputs.write_text(out / "tasd_bench.md", "\n\n".join(sections) + "\n")
