@@ -1,8 +1,8 @@
 """The instruction-set simulator: the golden twin of the Tessera accelerator.
 
 :class:`Machine` runs program words (:mod:`spec.isa`) on a DRAM image (bytes) with the
-blocks' golden models (``golden.nm`` for the core's arithmetic, ``golden.tasd`` for the
-top-N unit, ``spec.numerics`` for POST's requantization) and returns the final DRAM, the
+blocks' golden models (``golden.nm`` for the core's arithmetic, ``golden.pe_array`` for
+the LP array, ``golden.tasd`` for the top-N unit, ``spec.numerics`` for POST's requantization) and returns the final DRAM, the
 performance counters the hardware has, and a cycle estimate. The hardware (``hw.accel``)
 must end with the same DRAM bit for bit and the same :data:`spec.isa.EXACT_COUNTERS`;
 the cycle counters it measures are compared with the estimate within a stated tolerance.
@@ -43,6 +43,11 @@ Instructions (field names of :data:`spec.isa.LAYOUTS`; ``cfg`` = the machine con
   With ``pack = k > 0`` (``n_active = n >> k``), a block is ``rows << k`` logical rows:
   logical row ``l`` is core row ``l >> k``'s weight slots ``(l % 2^k) * n_active ...
   + n_active - 1`` and goes to lane ``l``.
+* GEMM ``unit = 1`` (a machine with the LP array, ``cfg.lp``): codes are the low ``n``
+  bits of ``act`` bytes; weight tile ``t = (b*passes + p)*k_groups + g`` is act rows
+  ``wgt + t*rows ...``; per tile, ``golden.pe_array.array_outputs`` of the tile and the
+  columns' groups at scale ``sf``, each wrapped to the array's accumulator, sign-extended
+  and summed into lanes ``0 .. rows - 1`` (32-bit wrap; :meth:`Machine._gemm_lp`).
 * POST: for block ``b``, column ``c``, lane ``j`` with ``L = b*R + j < lanes``
   (``R = rows << pack``, ``j < R``): the
   channel is ``L`` (``c`` when ``transpose``), the value ``acc[acc + b*cols + c][j]``,

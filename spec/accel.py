@@ -13,7 +13,8 @@ SRAM      one row is                                             rows (config fi
 ========  =====================================================  ======================
 
 So every SRAM row is a whole core beat (or core output), and a GEMM reads one ``act`` row
-and one ``wgt`` row per cycle. In DRAM a row of each SRAM occupies :meth:`pitch` bytes
+and one ``wgt`` row per cycle. The optional LP array (``lp``) takes its operands, LP codes
+in the low ``n`` bits of each byte, from ``act`` alone: activations and weight tiles. In DRAM a row of each SRAM occupies :meth:`pitch` bytes
 (its bytes rounded up to a power of two), so rows never straddle a power-of-two
 boundary; LOAD and STORE addresses and strides are multiples of the pitch.
 

@@ -255,9 +255,25 @@ def minilm_rows(seed: int = 0) -> list[dict]:
              "inputs": act} for name, plan, bits, act in plans]
 
 
-def run_bench(out: Path, jobs: int = 2, *, hardware: bool = True, seed: int = 0) -> dict:
-    """Print and write (``out/lp/report.json``, ``report.md``) the LP benchmark figures."""
+#: Sections ``tessera bench lp --only`` can run alone: ``machine``, the digits CNN through
+#: the machine's LP array (``tessera.bench.lp_machine``; not part of the full run).
+SECTIONS = ("machine",)
+
+
+def run_bench(out: Path, jobs: int = 2, *, hardware: bool = True, seed: int = 0, only: tuple = ()) -> dict:
+    """Print and write (``out/lp/report.json``, ``report.md``) the LP benchmark figures
+    (with ``only=("machine",)``: ``out/lp/machine.json``, the machine section alone)."""
     out = Path(out) / "lp"
+    if "machine" in only:
+        from spec import outputs
+
+        from .lp_machine import run_machine
+
+        report = run_machine(out)
+        report["provenance"] = outputs.provenance("bench lp --only machine", {"out": out}, seed=seed)
+        outputs.write_json(out / "machine.json", report)
+        click.echo(f"report: {out / 'machine.json'}")
+        return report
     click.secho("== LPQ search (budget 6 bits per weight)", bold=True)
     result, model, data = run_lpq(budget=6.0, seed=seed, out=out / "lpq.json")
     acc = accuracy_rows(result, model, data)
