@@ -2,7 +2,7 @@
 legal programs and one program of every error class (verif/accel_campaign.py), on the
 default machine, on one with a top-N unit, a dense core and narrow queues, on a
 packing machine (GEMM/POST ``pack``) and on one with the LP array (GEMM ``unit = 1``);
-the wide matrix adds bus widths, a 2:8 core, a packing 4:8 core, an LP<8,1,4> machine
+the wide matrix adds bus widths, a 2:8 core, a packing 4:8 core, an LP<8,1,4> 4x8 machine
 and more programs behind ``-m wide``."""
 
 import pytest
@@ -24,7 +24,7 @@ WIDE = [AcceleratorConfig(topn="2:4", axi_data_width=128),
         AcceleratorConfig(n=1, m=4, rows=2, axi_data_width=128),
         AcceleratorConfig(n=2, m=8, rows=8, axi_data_width=256, max_burst=4),
         AcceleratorConfig(queue_depth=1, token_depth=1, max_burst=1),
-        AcceleratorConfig(n=4, m=8, rows=2, lp="8,1,4", axi_data_width=128)]
+        AcceleratorConfig(n=4, m=8, rows=4, lp="8,1,4", axi_data_width=128)]
 
 
 def _check(cfg, sim, sim_root, legal):
