@@ -1,8 +1,8 @@
 """The instruction-set simulator: the golden twin of the Tessera accelerator.
 
 :class:`Machine` runs program words (:mod:`spec.isa`) on a DRAM image (bytes) with the
-blocks' golden models (``golden.nm`` for the core's arithmetic, ``golden.tasd`` for the
-top-N unit, ``spec.numerics`` for POST's requantization) and returns the final DRAM, the
+blocks' golden models (``golden.nm`` for the core's arithmetic, ``golden.pe_array`` for
+the LP array, ``golden.tasd`` for the top-N unit, ``spec.numerics`` for POST's requantization) and returns the final DRAM, the
 performance counters the hardware has, and a cycle estimate. The hardware (``hw.accel``)
 must end with the same DRAM bit for bit and the same :data:`spec.isa.EXACT_COUNTERS`;
 the cycle counters it measures are compared with the estimate within a stated tolerance.
@@ -43,6 +43,11 @@ Instructions (field names of :data:`spec.isa.LAYOUTS`; ``cfg`` = the machine con
   With ``pack = k > 0`` (``n_active = n >> k``), a block is ``rows << k`` logical rows:
   logical row ``l`` is core row ``l >> k``'s weight slots ``(l % 2^k) * n_active ...
   + n_active - 1`` and goes to lane ``l``.
+* GEMM ``unit = 1`` (a machine with the LP array, ``cfg.lp``): codes are the low ``n``
+  bits of ``act`` bytes; weight tile ``t = (b*passes + p)*k_groups + g`` is act rows
+  ``wgt + t*rows ...``; per tile, ``golden.pe_array.array_outputs`` of the tile and the
+  columns' groups at scale ``sf``, each wrapped to the array's accumulator, sign-extended
+  and summed into lanes ``0 .. rows - 1`` (32-bit wrap; :meth:`Machine._gemm_lp`).
 * POST: for block ``b``, column ``c``, lane ``j`` with ``L = b*R + j < lanes``
   (``R = rows << pack``, ``j < R``): the
   channel is ``L`` (``c`` when ``transpose``), the value ``acc[acc + b*cols + c][j]``,
@@ -90,6 +95,7 @@ from spec.numerics import requantize, wrap
 from spec.packing import pack_rows, unpack_rows
 
 from . import GoldenError, tasd
+from .pe_array import array_outputs
 
 __all__ = ["ProgramError", "Timing", "RunResult", "Machine", "RACE", "UNINIT", "run_program"]
 
@@ -117,7 +123,8 @@ class ProgramError(GoldenError):
 @dataclass(frozen=True)
 class Timing:
     """The cycle model. ``*_overhead``: cycles a compute instruction takes beyond one per
-    beat / element / group (the hardware's pipeline fill and drain; exact). DMA (an
+    beat / element / group (the hardware's pipeline fill and drain; exact); a GEMM on the
+    LP unit takes ``rows + cols + lp_step_overhead`` per weight tile plus ``lp_overhead``. DMA (an
     estimate): ``read_latency`` cycles from an AXI read address to its first data beat,
     ``write_latency`` from a write burst's last beat to its response, ``insn_overhead``
     per LOAD/STORE, ``line_overhead`` per line, ``store_row_cycles`` per row a STORE reads
@@ -126,6 +133,8 @@ class Timing:
     fetch reads each instruction in one burst (``read_latency`` plus its beats)."""
 
     gemm_overhead: int = 6
+    lp_step_overhead: int = 4
+    lp_overhead: int = 3
     post_overhead: int = 4
     topn_overhead: int = 3
     read_latency: int = 3
@@ -144,6 +153,8 @@ class Timing:
         update; POST's four stages; TOPN's read, one stage per term and the write."""
         terms = len(config.topn_config.terms) if config.topn else 0
         values = {"gemm_overhead": config.pipeline + 3, "post_overhead": 4, "topn_overhead": terms + 1}
+        if config.lp:       # the LP unit: per weight tile, the array's product stages + 1
+            values["lp_step_overhead"] = config.lp_array.product_stages + 1
         return cls(**{**values, **changes})
 
 
@@ -409,6 +420,8 @@ class Machine:
         beats = rb * cols * groups * passes
         if not beats:
             return {"cycles": 1, "beats": 0}
+        if f["unit"] == 1:
+            return self._gemm_lp(insn, q, clock, index)
         m, rows, n = cfg.m, cfg.rows, cfg.n
         act_rows = f["act"] + np.arange(cols)[:, None] * f["act_stride"] + np.arange(groups)[None, :]
         wgt_rows = f["wgt"] + np.arange(rb * passes * groups)
@@ -446,6 +459,46 @@ class Machine:
         old = self.acc[acc_rows] if f["accumulate"] else 0
         self.acc[acc_rows] = wrap(old + y, 32)
         return {"cycles": beats + self.timing.gemm_overhead, "beats": beats}
+
+    def _gemm_lp(self, insn: Insn, q, clock, index) -> dict:
+        """GEMM on the LP unit (docs/isa.md): per weight tile ``t`` (block ``b``, pass ``p``,
+        group ``g``), the array's outputs for every column, each wrapped to the array's
+        ``acc_width`` (``golden.pe_array.array_outputs``), sign-extended and summed into
+        the 32-bit accumulator lanes ``0 .. rows - 1``."""
+        f, cfg, arr = insn.fields, self.cfg, self.cfg.lp_array
+        rb, cols, groups, passes = f["row_blocks"], f["cols"], f["k_groups"], f["passes"]
+        rows, m, steps = cfg.rows, cfg.m, passes * groups
+        act_rows = f["act"] + np.arange(cols)[:, None] * f["act_stride"] + np.arange(groups)[None, :]
+        w_rows = f["wgt"] + np.arange(rb * steps * rows)
+        acc_rows = f["acc"] + np.arange(rb * cols)
+        self._access(q, clock, index, "act", act_rows, write=False)
+        self._access(q, clock, index, "act", w_rows, write=False)
+        if f["accumulate"]:
+            self._access(q, clock, index, "acc", acc_rows, write=False)
+        self._access(q, clock, index, "acc", acc_rows, write=True)
+        self._require("act", act_rows, index, "GEMM (LP activations)")
+        self._require("act", w_rows, index, "GEMM (LP weights)")
+        if f["accumulate"]:
+            self._require("acc", acc_rows, index, "GEMM (accumulate)")
+        self._define("acc", acc_rows)
+        mask = (1 << arr.n) - 1                       # a code is the low n bits of its byte
+        codes = self.act & mask
+        x = codes[act_rows]                                           # [C, G, m]
+        w = codes[w_rows].reshape(rb, passes, groups, rows, m)
+        y = np.zeros((rb, cols, rows), np.int64)
+        for b in range(rb):
+            for p in range(passes):
+                for g in range(groups):
+                    acc, _ = array_outputs(arr, w[b, p, g], x[:, g, :], sf=f["sf"])   # [C, rows]
+                    y[b] += acc
+        y = y.reshape(rb * cols, rows)
+        if rows < cfg.acc_lanes:
+            y = np.pad(y, ((0, 0), (0, cfg.acc_lanes - rows)))
+        old = self.acc[acc_rows] if f["accumulate"] else 0
+        self.acc[acc_rows] = wrap(old + y, 32)
+        tiles = rb * steps
+        cycles = tiles * (rows + cols + self.timing.lp_step_overhead) + self.timing.lp_overhead
+        return {"cycles": cycles, "beats": rb * cols * steps}
 
     def _post(self, insn: Insn, q, clock, index) -> dict:
         f, cfg = insn.fields, self.cfg

@@ -13,7 +13,8 @@ SRAM      one row is                                             rows (config fi
 ========  =====================================================  ======================
 
 So every SRAM row is a whole core beat (or core output), and a GEMM reads one ``act`` row
-and one ``wgt`` row per cycle. In DRAM a row of each SRAM occupies :meth:`pitch` bytes
+and one ``wgt`` row per cycle. The optional LP array (``lp``) takes its operands, LP codes
+in the low ``n`` bits of each byte, from ``act`` alone: activations and weight tiles. In DRAM a row of each SRAM occupies :meth:`pitch` bytes
 (its bytes rounded up to a power of two), so rows never straddle a power-of-two
 boundary; LOAD and STORE addresses and strides are multiples of the pitch.
 
@@ -32,6 +33,7 @@ from amaranth.utils import ceil_log2, exact_log2
 
 from .config import BlockConfig, ConfigError, SpecError, param
 from .nm_core import NMCoreConfig, beat_layout, out_layout
+from .pe_array import LPArrayConfig
 from .topn import TopNConfig
 
 __all__ = ["AcceleratorConfig", "MEMORIES", "PARAM_BITS"]
@@ -56,6 +58,12 @@ class AcceleratorConfig(BlockConfig):
         a GEMM with ``pack = k`` and ``n_active = n >> k`` runs ``2**k`` logical rows per
         core row (docs/isa.md). Needs a sparse core with ``n`` a power of two >= 2; an
         ``acc`` row then holds ``rows * n`` accumulators (:meth:`acc_lanes`).
+    lp : str
+        The LP array unit, GEMM ``unit = 1`` (:class:`spec.pe_array.LPArrayConfig`):
+        its format ``"n,es,rs"`` (e.g. ``"6,1,2"``, ``n <= 8``: a code sits in the low
+        ``n`` bits of an ``act`` byte), or ``""`` for none. The array is ``rows`` x ``m``
+        (one ``act`` row is one broadcast beat) with the array's default datapath
+        (:attr:`lp_array`); its runtime scale is the GEMM's ``sf`` field (docs/isa.md).
     topn : str
         TASD series of the activation top-N unit (e.g. ``"2:4+1:4"``), or ``""`` for no
         unit. Its m must be the core's and every term must fit the core's slots.
@@ -85,6 +93,7 @@ class AcceleratorConfig(BlockConfig):
     rows: int = param(4, "core: output rows computed in parallel")
     pipeline: int = param(3, "core: register stages before the accumulator, 0..3")
     packing: bool = param(False, "core: runtime row packing (GEMM/POST pack field), n a power of two")
+    lp: str = param("", "LP array unit (GEMM unit 1): its format n,es,rs (e.g. 6,1,2), or empty for none")
     topn: str = param("", "activation top-N series (e.g. 2:4+1:4), or empty for none")
     act_rows: int = param(1024, "activation SRAM rows (one m-group of int8 each)")
     wgt_rows: int = param(256, "weight SRAM rows (one compressed group per core row each)")
@@ -106,6 +115,8 @@ class AcceleratorConfig(BlockConfig):
         if self.packing and self.n & (self.n - 1):
             raise ConfigError(f"packing needs n a power of two (pack = log2 of the logical rows per "
                               f"core row), not n={self.n!r}")
+        if self.lp:
+            self._check_lp()
         if self.topn:
             try:
                 topn = TopNConfig(series=self.topn)
@@ -160,6 +171,42 @@ class AcceleratorConfig(BlockConfig):
         if not isinstance(pack, int) or not 0 <= pack <= self.max_pack:
             raise SpecError(f"pack must be in 0..{self.max_pack} on this machine, not {pack!r}")
         return self.rows << pack
+
+    def _check_lp(self):
+        parts = self.lp.split(",")
+        try:
+            n, es, rs = (int(x) for x in parts)
+        except ValueError:
+            raise ConfigError(f"lp must be 'n,es,rs' (e.g. '6,1,2') or empty, not lp={self.lp!r}") from None
+        if not 3 <= n <= 8:
+            raise ConfigError(f"the LP unit's codes sit in act bytes: n must be in 3..8, not n={n} (lp={self.lp!r})")
+        if self.packing:
+            raise ConfigError("the LP unit and row packing are not combined: set lp or packing, not both")
+        try:
+            self.lp_array
+        except ConfigError as exc:
+            raise ConfigError(f"lp: {exc} (lp={self.lp!r})") from None
+        self._canonical("lp", f"{n},{es},{rs}")
+
+    @property
+    def lp_format(self) -> tuple[int, int, int] | None:
+        """The LP unit's ``(n, es, rs)``, or None without the unit."""
+        return tuple(int(x) for x in self.lp.split(",")) if self.lp else None
+
+    @property
+    def lp_array(self) -> LPArrayConfig | None:
+        """The LP unit: an ``rows`` x ``m`` :class:`spec.pe_array.LPArrayConfig` in the
+        :attr:`lp_format`, with the array's default datapath (table, window, 24-bit
+        accumulators with 8 fraction bits, 6-bit ``sf``: the GEMM ``sf`` field)."""
+        if not self.lp:
+            return None
+        n, es, rs = self.lp_format
+        return LPArrayConfig(rows=self.rows, cols=self.m, n=n, es=es, rs=rs)
+
+    @property
+    def units(self) -> int:
+        """GEMM compute units: 1 (the core), 2 with the LP unit."""
+        return 2 if self.lp else 1
 
     @property
     def topn_config(self) -> TopNConfig | None:

@@ -36,7 +36,7 @@ import enum as py_enum
 import numbers
 from dataclasses import dataclass
 
-from amaranth.hdl import unsigned
+from amaranth.hdl import Shape, signed, unsigned
 from amaranth.lib import data, enum
 
 from .accel import AcceleratorConfig
@@ -98,7 +98,8 @@ class ErrorCode(py_enum.IntEnum):
     ILLEGAL_OPCODE = 1
     #: A field out of range: a mem LOAD/STORE cannot use, n_active > n, a misaligned DRAM
     #: address or stride, a GEMM unit that does not exist, a top-N term it does not have,
-    #: a ``pack`` the machine cannot run (no packing, or GEMM ``n_active << pack != n``).
+    #: a ``pack`` the machine cannot run (no packing, or GEMM ``n_active << pack != n``),
+    #: GEMM unit 1 on a machine without the LP array.
     BAD_FIELD = 2
     #: A scratchpad row range that leaves the scratchpad.
     SRAM_RANGE = 3
@@ -125,8 +126,11 @@ HEADER = data.StructLayout({
 
 
 def _word(fields: dict) -> data.StructLayout:
-    """The header, the opcode's fields, and ``reserved`` up to 128 bits."""
+    """The header, the opcode's fields, and ``reserved`` up to 128 bits (none when the
+    fields fill the word)."""
     layout = data.StructLayout({**HEADER.members, **fields})
+    if layout.size == WORD_BITS:
+        return layout
     return data.StructLayout({**layout.members, "reserved": unsigned(WORD_BITS - layout.size)})
 
 
@@ -156,6 +160,7 @@ LAYOUTS = {
         "accumulate": unsigned(1),   # add to the accumulator rows instead of overwriting
         "unit": unsigned(2),         # compute unit: 0 = the N:M core (others: later units)
         "pack": unsigned(3),         # packing machines: 2^pack logical rows per core row
+        "sf": signed(6),             # unit 1 (the LP array): its runtime scale sf_w + sf_a
     }),
     Opcode.POST: _word({
         "acc": unsigned(16),         # first accumulator row
@@ -186,6 +191,9 @@ FIELDS = {op: [name for name, _ in layout] for op, layout in LAYOUTS.items()}
 #: (name, offset, width) of every field per opcode: decoding and encoding a flat word is
 #: bit arithmetic on these (the layouts stay the definition).
 _SLOTS = {op: [(name, f.offset, f.width) for name, f in layout] for op, layout in LAYOUTS.items()}
+#: Fields that hold two's-complement values (encoded and decoded as signed ints).
+_SIGNED = {op: {name for name, f in layout if isinstance(f.shape, Shape) and f.shape.signed}
+           for op, layout in LAYOUTS.items()}
 _MEM_VALUES = {m.value: m for m in Mem}
 
 
@@ -220,7 +228,7 @@ class Insn:
         unknown = sorted(set(self.fields) - set(FIELDS[self.opcode]) - {"opcode"})
         if unknown:
             raise SpecError(f"{self.opcode.name} has no field(s) {', '.join(unknown)}; "
-                            f"fields: {', '.join(FIELDS[self.opcode][1:-1])}")
+                            f"fields: {', '.join(n for n in FIELDS[self.opcode][1:] if n != 'reserved')}")
         out = {}
         for name, field in layout:
             if name == "opcode":
@@ -246,7 +254,12 @@ def encode(insn: Insn) -> int:
         elif not isinstance(value, numbers.Integral):
             raise SpecError(f"{insn.opcode.name}.{name} = {value!r} is not an integer")
         value = int(value)
-        if not 0 <= value < 1 << width:
+        if name in _SIGNED[insn.opcode]:
+            if not -(1 << (width - 1)) <= value < 1 << (width - 1):
+                raise SpecError(f"{insn.opcode.name}.{name} = {value} does not fit signed({width}) "
+                                f"[{-(1 << (width - 1))}, {(1 << (width - 1)) - 1}]")
+            value &= (1 << width) - 1
+        elif not 0 <= value < 1 << width:
             raise SpecError(f"{insn.opcode.name}.{name} = {value} does not fit unsigned({width}) "
                             f"[0, {(1 << width) - 1}]")
         word |= value << offset
@@ -273,6 +286,8 @@ def decode(word: int) -> Insn:
         if name == "opcode":
             continue
         value = (word >> offset) & ((1 << width) - 1)
+        if name in _SIGNED[opcode] and value >> (width - 1):
+            value -= 1 << width
         if name == "mem":       # a Mem, or the raw int of a value that names no scratchpad
             value = _MEM_VALUES.get(value, value)
         fields[name] = value
@@ -302,7 +317,11 @@ def _ranges(insn: Insn, cfg: AcceleratorConfig) -> list[tuple[str, int, int]]:
         rb, c, g, p = f["row_blocks"], f["cols"], f["k_groups"], f["passes"]
         if not rb * c * g * p:
             return []
-        return [("wgt", f["wgt"], f["wgt"] + rb * p * g - 1),
+        if f["unit"] == 1:      # the LP unit's weight tiles: `rows` act rows each
+            weights = ("act", f["wgt"], f["wgt"] + rb * p * g * cfg.rows - 1)
+        else:
+            weights = ("wgt", f["wgt"], f["wgt"] + rb * p * g - 1)
+        return [weights,
                 ("act", f["act"], f["act"] + (c - 1) * f["act_stride"] + g - 1),
                 ("acc", f["acc"], f["acc"] + rb * c - 1)]
     if op == Opcode.POST:
@@ -358,8 +377,9 @@ def check_static(insn: Insn, cfg: AcceleratorConfig) -> tuple[ErrorCode, str] | 
                 return ErrorCode.BAD_FIELD, (f"the transfer ends at byte {end:#x}, beyond the "
                                              f"{cfg.axi_addr_width}-bit address space")
     if op == Opcode.GEMM:
-        if f["unit"] != 0:
-            return ErrorCode.BAD_FIELD, f"GEMM unit {f['unit']} does not exist (0: the N:M core)"
+        if f["unit"] > cfg.units - 1:
+            return ErrorCode.BAD_FIELD, (f"GEMM unit {f['unit']} does not exist on this machine (0: the N:M core"
+                                         + (", 1: the LP array)" if cfg.lp else "; 1, the LP array, needs lp)"))
         if f["n_active"] > cfg.n:
             return ErrorCode.BAD_FIELD, f"n_active={f['n_active']} exceeds the core's n={cfg.n}"
         if f["pack"] and not cfg.packing:

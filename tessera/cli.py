@@ -536,11 +536,13 @@ def disasm_command(binary, as_json):
 @click.option("--build-dir", default="sim_build", show_default=True)
 @click.option("--packing", is_flag=True,
               help="a machine with row packing: layers whose groups hold n >> k non-zeros run 2^k logical rows per core row")
-def fuzz_command(programs, sim, seed, batch, illegal, out, build_dir, packing):
+@click.option("--lp", default="", metavar="N,ES,RS",
+              help="a machine with the LP array as GEMM unit 1 in this format (e.g. 6,1,2)")
+def fuzz_command(programs, sim, seed, batch, illegal, out, build_dir, packing, lp):
     """Random programs on the accelerator's RTL against the ISS; report each mismatch."""
     from verif.accel_campaign import run_campaign
 
-    report = run_campaign(AcceleratorConfig(packing=packing), programs, sim=sim, seed=seed, batch=batch,
+    report = run_campaign(AcceleratorConfig(packing=packing, lp=lp), programs, sim=sim, seed=seed, batch=batch,
                           illegal=illegal, out=out, build_root=build_dir)
     click.echo(report.summary())
     if report.mismatches:

@@ -36,6 +36,8 @@ CONFIGS = [
                       param_rows=8, axi_addr_width=20, axi_data_width=128),
     AcceleratorConfig(n=4, m=8, rows=2, packing=True, act_rows=128, wgt_rows=64, acc_rows=32, param_rows=64,
                       axi_data_width=128),
+    # the LP unit: GEMM unit 1 reads rows act rows per weight tile (its own range check)
+    AcceleratorConfig(lp="6,1,2", rows=8, act_rows=512, wgt_rows=32, acc_rows=64, param_rows=32),
 ]
 
 
@@ -78,6 +80,13 @@ def random_words(cfg, count, seed):
                 fields[name] = int(rng.integers(1, cfg.max_pack + 1))
                 if op == Opcode.GEMM and rng.random() < 0.8:
                     fields["n_active"] = cfg.n >> fields[name]
+            elif name == "unit" and cfg.lp and rng.random() < 0.5:      # the LP unit, often, mostly
+                fields[name] = 1                                        # with legal n_active, pack
+                if rng.random() < 0.8:
+                    fields["n_active"] = int(rng.integers(0, cfg.n + 1))
+                    fields["pack"] = 0
+            elif name == "pack" and fields.get("unit") == 1 and "pack" in fields:
+                pass
             elif name == "mem":
                 fields[name] = int(rng.integers(0, 8)) if rng.random() < 0.15 else int(rng.choice([0, 1, 3, 2]))
             else:
@@ -166,7 +175,7 @@ def run_frontend(cfg, words):
     return results
 
 
-@pytest.mark.parametrize("cfg", CONFIGS, ids=["default", "1of8x2-small", "4of8x2-packing"])
+@pytest.mark.parametrize("cfg", CONFIGS, ids=["default", "1of8x2-small", "4of8x2-packing", "lp612-2of4x8"])
 def test_decode_reports_exactly_what_check_static_reports(cfg):
     words = random_words(cfg, CASES, seed=cfg.rows)
     results = run_frontend(cfg, words)

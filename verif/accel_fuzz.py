@@ -4,8 +4,10 @@
 with random shapes, scratchpad addresses, DRAM layouts (2-D transfers with gaps),
 strides, edge values (-128/127 activations and weights, extreme POST parameters), empty
 instructions that only carry tokens, optional TOPN, packed GEMMs and POSTs on a packing
-machine (``pack`` > 0, beside unpacked ones accumulating into the same rows), and single
-or double buffering whose
+machine (``pack`` > 0, beside unpacked ones accumulating into the same rows), GEMMs on
+the LP unit on a machine with one (``unit = 1``, random ``sf``; its weight tiles loaded
+into ``act`` beside the activations, random bytes of which the unit takes the low ``n``
+bits as codes, NaR and zero included), and single or double buffering whose
 dependency tokens let the three queues overlap. Its token pattern is race-free and
 balanced by construction: every buffer a queue hands to another is handed over with a
 token, and every token pushed is popped. The ISS checks each program (a data race, a
@@ -87,6 +89,7 @@ def legal_program(config: AcceleratorConfig, seed: int, *, tiles: int | None = N
         # to store bytes this run did not write): whole m-groups of channels per column, or
         # with `transpose` whole m-groups of columns per token.
         transpose = int(rng.random() < 0.25)
+        lp_tile = bool(cfg.lp) and rng.random() < 0.5       # this tile's GEMMs on the LP unit
         min_rb = -(-m // rows)
         rb = int(rng.integers(min_rb, min_rb + 3))
         cols = m if transpose else int(rng.integers(1, 7))
@@ -94,8 +97,9 @@ def legal_program(config: AcceleratorConfig, seed: int, *, tiles: int | None = N
         passes = int(rng.integers(1, 4)) if not topn_terms else max(int(rng.integers(1, 4)), topn_terms)
         stride = int(rng.integers(1, groups + 3))
         act_need = (cols - 1) * stride + groups
+        lp_need = lambda: rb * passes * groups * rows if lp_tile else 0        # noqa: E731 (weights in act)
         # Keep the rows a tile needs inside its buffer slice (half of act for POST output).
-        while act_need > slice_rows["act"] // 2 or rb * passes * groups > slice_rows["wgt"] or \
+        while act_need + lp_need() > slice_rows["act"] // 2 or rb * passes * groups > slice_rows["wgt"] or \
                 rb * cols > slice_rows["acc"]:
             if transpose and rb == min_rb and groups == 1:    # m columns do not fit: not transposed
                 transpose = 0
@@ -103,9 +107,13 @@ def legal_program(config: AcceleratorConfig, seed: int, *, tiles: int | None = N
             cols = cols if transpose else max(1, cols - 1)
             stride = max(1, min(stride - 1, groups + 2))
             act_need = (cols - 1) * stride + groups
-        act_off = int(rng.integers(0, slice_rows["act"] // 2 - act_need + 1))
+        act_off = int(rng.integers(0, slice_rows["act"] // 2 - act_need - lp_need() + 1))
         wgt_rows_n = rb * passes * groups
         wgt_off = int(rng.integers(0, slice_rows["wgt"] - wgt_rows_n + 1))
+        if lp_tile:             # the weight tiles go into act, after the activations
+            wgt_rows_n = lp_need()
+            wgt_off = act_off + act_need + int(rng.integers(0, slice_rows["act"] // 2 - act_off - act_need
+                                                            - wgt_rows_n + 1))
         acc_off = int(rng.integers(0, slice_rows["acc"] - rb * cols + 1))
 
         # ---- load queue: activations and weights of the tile into buffer b
@@ -113,9 +121,11 @@ def legal_program(config: AcceleratorConfig, seed: int, *, tiles: int | None = N
         values = _values(rng, (wgt_rows_n, rows, n), extreme)
         indices = rng.integers(0, m, (wgt_rows_n, rows, n))
         wait_free = pending_free[b] > 0
-        for mem, data_rows, base in ((Mem.ACT, act_rows(cfg, groups_data), act_base + act_off),
-                                     (Mem.WGT, wgt_rows(cfg, values, indices), wgt_base + wgt_off)):
-            count = act_need if mem == Mem.ACT else wgt_rows_n
+        weights = (Mem.WGT, wgt_rows(cfg, values, indices), wgt_base + wgt_off)
+        if lp_tile:
+            weights = (Mem.ACT, act_rows(cfg, _values(rng, (wgt_rows_n, m), extreme)), act_base + wgt_off)
+        for name, (mem, data_rows, base), count in (("act", (Mem.ACT, act_rows(cfg, groups_data), act_base + act_off),
+                                                     act_need), ("wgt", weights, wgt_rows_n)):
             pitch = cfg.pitch(mem.name.lower())
             # A 2-D layout in DRAM: lines of x rows with a random gap between them.
             divisors = [d for d in range(1, count + 1) if count % d == 0]
@@ -126,7 +136,7 @@ def legal_program(config: AcceleratorConfig, seed: int, *, tiles: int | None = N
             blob = bytearray(y * line)
             for k in range(y):
                 blob[k * line:k * line + x * pitch] = data_rows[k * x * pitch:(k + 1) * x * pitch]
-            region = prog.put(f"t{tile}_{mem.name.lower()}", bytes(blob), align=max(pitch, 16))
+            region = prog.put(f"t{tile}_{name}", bytes(blob), align=max(pitch, 16))
             prog.emit(Opcode.LOAD, mem=mem, sram=base, dram=region.addr, y_size=y, x_size=x, y_stride=line,
                       pop_next=int(wait_free))
             wait_free = False
@@ -138,6 +148,10 @@ def legal_program(config: AcceleratorConfig, seed: int, *, tiles: int | None = N
 
         # ---- compute: GEMM(s), optional TOPN, POST
         act_addr, wgt_addr, acc_addr = act_base + act_off, wgt_base + wgt_off, acc_base + acc_off
+        unit = {}
+        if lp_tile:             # n_active is ignored by the LP unit: left random
+            wgt_addr = act_base + wgt_off
+            unit = {"unit": 1, "sf": int(rng.integers(-32, 32)) if rng.random() < 0.3 else int(rng.integers(-6, 7))}
         out_base = act_base + slice_rows["act"] // 2
         waits_out = pending_out[b] > 0
         n_active = int(rng.integers(0, n + 1)) if rng.random() < 0.3 else n
@@ -149,14 +163,14 @@ def legal_program(config: AcceleratorConfig, seed: int, *, tiles: int | None = N
         prog.emit(Opcode.GEMM, wgt=wgt_addr, act=act_addr, acc=acc_addr, row_blocks=rb, cols=cols,
                   k_groups=groups, passes=passes, act_stride=stride, n_active=n_active, pack=pack,
                   accumulate=int(tile > 0 and acc_written.get((acc_addr, rb * cols)) is not None and rng.random() < 0.5),
-                  pop_prev=1, pop_next=int(waits_out))
+                  pop_prev=1, pop_next=int(waits_out), **unit)
         acc_written[(acc_addr, rb * cols)] = tile
         if pending_out[b]:
             pending_out[b] -= 1
         if rng.random() < 0.4:
             prog.emit(Opcode.GEMM, wgt=wgt_addr, act=act_addr, acc=acc_addr, row_blocks=rb, cols=cols,
-                      k_groups=groups, passes=passes, act_stride=stride, n_active=n, accumulate=1)
-        if topn_terms and rng.random() < 0.6:
+                      k_groups=groups, passes=passes, act_stride=stride, n_active=n, accumulate=1, **unit)
+        if topn_terms and not lp_tile and rng.random() < 0.6:
             tcols = min(cols, rows * rb)
             for term in range(topn_terms):
                 prog.emit(Opcode.TOPN, act=act_addr, wgt=wgt_addr, cols=tcols, k_groups=groups,
@@ -252,7 +266,7 @@ def illegal_program(config: AcceleratorConfig, seed: int, code: ErrorCode) -> Fu
             insns[k] = _set(insns[k], n_active=cfg.n + 1 + int(rng.integers(0, 15 - cfg.n)))
         elif choice == 2:
             k = int(rng.choice(idx[Opcode.GEMM]))
-            insns[k] = _set(insns[k], unit=int(rng.integers(1, 4)))
+            insns[k] = _set(insns[k], unit=int(rng.integers(cfg.units, 4)))     # 1 is the LP unit, if any
         elif choice == 3:       # a pack the machine cannot run (GEMM: n_active << pack != n)
             k = int(rng.choice(idx[Opcode.GEMM] + idx[Opcode.POST]))
             if insns[k].opcode == Opcode.POST:

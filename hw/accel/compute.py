@@ -7,6 +7,12 @@ cycle of ``done``, inclusive:
 
 * GEMM: ``beats + pipeline + 3`` (one beat per cycle: scratchpad read, the core's
   ``pipeline + 1`` stages, then the accumulator read-modify-write in two cycles);
+* GEMM on the LP unit (``unit = 1``): ``tiles * (rows + cols + product_stages + 1) + 3``
+  with ``tiles = row_blocks * passes * k_groups``: per weight tile, ``rows`` cycles
+  reading it from ``act`` into the array (decoded at load), ``cols`` beats, and the
+  array's ``product_stages + 1`` cycles of drain before it takes the next tile (a
+  weight-stationary array loads only when idle); then the array's latency
+  (``product_stages + 2``) and the accumulator write;
 * POST: ``row_blocks * cols * (rows << pack) + 4`` (one lane per cycle: read, add bias,
   multiply, round/shift/saturate, write the byte);
 * TOPN: ``cols * k_groups + terms + 1`` (read, the unit's one stage per term, write);
@@ -24,6 +30,7 @@ from spec.nm_core import group_layout, weight_group_layout
 
 from ..arith import booth_multiply
 from ..nm_core import NMCore
+from ..pe_array import LPArray
 from ..topn import TopN
 
 __all__ = ["ComputeEngine"]
@@ -102,6 +109,9 @@ class ComputeEngine(wiring.Component):
         if cfg.core.sparse:
             m.d.comb += core.n_active.eq(g.n_active)
 
+        if cfg.lp:
+            lp = self._lp_unit(m, g)
+            m.d.comb += self.beat.eq((core.i.valid & core.i.ready) | lp["beat"])
         # The core's results in accumulator-row order (lane l = logical row l of the block).
         out_lanes = self._acc_lanes(m, core.o.payload.as_value(), g.pack)
         # The accumulator read-modify-write: read at the core's output, write a cycle later.
@@ -109,14 +119,20 @@ class ComputeEngine(wiring.Component):
             m.d.comb += [self.acc_raddr.eq(acc_out), self.acc_ren.eq(1)]
             m.d.sync += [rmw_valid.eq(1), rmw_result.eq(out_lanes), rmw_addr.eq(acc_out),
                          acc_out.eq(acc_out + 1)]
+        if cfg.lp:          # the LP unit's outputs: address and accumulate from its delay line
+            with m.Elif(lp["o"].valid):
+                m.d.comb += [self.acc_raddr.eq(lp["addr"]), self.acc_ren.eq(1)]
+                m.d.sync += [rmw_valid.eq(1), rmw_result.eq(lp["lanes"]), rmw_addr.eq(lp["addr"]),
+                             lp["rmw_acc"].eq(lp["acc"])]
         with m.Else():
             m.d.sync += rmw_valid.eq(0)
+        accumulate = Mux(g.unit == 1, lp["rmw_acc"], g.accumulate) if cfg.lp else g.accumulate
         total = []
         for lane in range(cfg.acc_lanes):
             old = self.acc_rdata.word_select(lane, 32)
             new = rmw_result.word_select(lane, 32)
             s = Signal(32, name=f"g_sum{lane}")
-            m.d.comb += s.eq(Mux(g.accumulate, old, 0) + new)
+            m.d.comb += s.eq(Mux(accumulate, old, 0) + new)
             total.append(s)
         with m.If(rmw_valid):
             m.d.comb += [self.acc_waddr.eq(rmw_addr), self.acc_wdata.eq(Cat(*total)), self.acc_wen.eq(1)]
@@ -243,6 +259,8 @@ class ComputeEngine(wiring.Component):
 
         # ------------------------------------------------------------- sequencing
         m.d.sync += in_valid.eq(0)
+        if cfg.lp:
+            m.d.sync += [lp["wl_valid"].eq(0), lp["in_valid"].eq(0)]
         with m.FSM(name="compute"):
             with m.State("IDLE"):
                 m.d.comb += self.idle.eq(1)
@@ -258,6 +276,11 @@ class ComputeEngine(wiring.Component):
                             m.d.sync += [rb.eq(0), col.eq(0), pas.eq(0), grp.eq(0), col_base.eq(gv.act),
                                          blk_base.eq(gv.wgt), wgt_addr.eq(gv.wgt), acc_out.eq(gv.acc)]
                             m.next = "GEMM"
+                            if cfg.lp:
+                                with m.If(gv.unit == 1):
+                                    m.d.sync += [lp["row"].eq(0), lp["wgt"].eq(gv.wgt), lp["accb"].eq(gv.acc),
+                                                 lp["acc_addr"].eq(gv.acc)]
+                                    m.next = "LP_LOAD"
                             with m.If(g_empty):
                                 m.next = "EMPTY"
                         with m.Case(Opcode.POST.value):
@@ -302,6 +325,9 @@ class ComputeEngine(wiring.Component):
                                  blk_base.eq(wgt_addr + 1), wgt_addr.eq(wgt_addr + 1)]
                     with m.If(rb == g.row_blocks - 1):
                         m.next = "GEMM_DRAIN"
+            if cfg.lp:
+                self._lp_states(m, lp, g, {"rb": rb, "col": col, "pas": pas, "grp": grp, "col_base": col_base,
+                                           "dot_issued": dot_issued})
             with m.State("GEMM_DRAIN"):
                 with m.If(rmw_valid & (dots_pending == 1)):
                     m.d.comb += self.done.eq(1)
@@ -363,6 +389,84 @@ class ComputeEngine(wiring.Component):
                         m.d.comb += self.done.eq(1)
                         m.next = "IDLE"
         return m
+
+    def _lp_unit(self, m, g):
+        """The LP array (``hw.pe_array.LPArray``, ``rows`` x ``m``) and its glue: weight
+        loads and activation beats from the ``act`` read data (the low ``n`` bits of each
+        byte), ``sf`` from the held GEMM, and a delay line carrying each beat's
+        accumulator row and accumulate flag to the array's output (its latency is fixed:
+        the compute unit never back-pressures it)."""
+        cfg = self.config
+        arr = cfg.lp_array
+        m.submodules.lp = array = LPArray(arr)
+        lp = {"o": array.o,
+              "row": Signal(range(cfg.rows), name="l_row"),            # tile row being read
+              "wgt": Signal(17, name="l_wgt"),                         # next weight row (act)
+              "accb": Signal(17, name="l_accb"),                       # acc + b * cols
+              "acc_addr": Signal(17, name="l_acc"),                    # acc + b * cols + c
+              "wait": Signal(range(arr.product_stages + 1), name="l_wait"),
+              "wl_valid": Signal(name="l_wl_valid"), "wl_row": Signal(range(cfg.rows), name="l_wl_row"),
+              "in_valid": Signal(name="l_in_valid"),
+              "rmw_acc": Signal(name="l_rmw_acc")}
+        codes = [self.act_rdata.word_select(c, 8)[:arr.n] for c in range(cfg.m)]
+        m.d.comb += [array.wl.valid.eq(lp["wl_valid"]), array.wl.payload.row.eq(lp["wl_row"]),
+                     array.i.valid.eq(lp["in_valid"]), array.i.payload.last.eq(1),
+                     array.o.ready.eq(1), array.sf.eq(g.sf)]
+        for c in range(cfg.m):
+            m.d.comb += [array.wl.payload.w[c].eq(codes[c]), array.i.payload.a[c].eq(codes[c])]
+        # Beat issued (act read) at cycle k -> accepted at k + 1 -> output at k + 1 + latency.
+        depth = arr.latency + 1
+        addrs = [Signal(17, name=f"l_dl_addr{k}") for k in range(depth)]
+        flags = [Signal(name=f"l_dl_acc{k}") for k in range(depth)]
+        for k in range(1, depth):
+            m.d.sync += [addrs[k].eq(addrs[k - 1]), flags[k].eq(flags[k - 1])]
+        lp.update({"dl_addr": addrs[0], "dl_acc": flags[0], "addr": addrs[-1], "acc": flags[-1]})
+        lanes = []
+        for r in range(cfg.acc_lanes):
+            lane = Signal(signed(32), name=f"l_lane{r}")
+            if r < cfg.rows:
+                m.d.comb += lane.eq(array.o.payload.acc[r])          # sign-extended
+            lanes.append(lane)
+        lp["lanes"] = Cat(*lanes)
+        lp["beat"] = array.i.valid & array.i.ready
+        return lp
+
+    def _lp_states(self, m, lp, g, c):
+        """GEMM ``unit = 1``: per weight tile (block, pass, group) LP_LOAD reads its
+        ``rows`` act rows into the array, LP_STREAM issues one beat per column, LP_WAIT
+        lets the array drain (``product_stages + 1`` cycles) before the next tile."""
+        cfg = self.config
+        stages = cfg.lp_array.product_stages
+        with m.State("LP_LOAD"):
+            m.d.comb += [self.act_raddr.eq(lp["wgt"]), self.act_ren.eq(1)]
+            m.d.sync += [lp["wl_valid"].eq(1), lp["wl_row"].eq(lp["row"]), lp["wgt"].eq(lp["wgt"] + 1),
+                         lp["row"].eq(lp["row"] + 1)]
+            with m.If(lp["row"] == cfg.rows - 1):
+                m.d.sync += lp["row"].eq(0)
+                m.next = "LP_STREAM"
+        with m.State("LP_STREAM"):
+            m.d.comb += [self.act_raddr.eq(c["col_base"] + c["grp"]), self.act_ren.eq(1), c["dot_issued"].eq(1)]
+            m.d.sync += [lp["in_valid"].eq(1), lp["dl_addr"].eq(lp["acc_addr"]),
+                         lp["dl_acc"].eq(g.accumulate | (c["grp"] != 0) | (c["pas"] != 0))]
+            with m.If(c["col"] != g.cols - 1):
+                m.d.sync += [c["col"].eq(c["col"] + 1), c["col_base"].eq(c["col_base"] + g.act_stride),
+                             lp["acc_addr"].eq(lp["acc_addr"] + 1)]
+            with m.Else():
+                m.d.sync += [c["col"].eq(0), c["col_base"].eq(g.act), lp["wait"].eq(0)]
+                m.next = "LP_WAIT"
+                with m.If(c["grp"] != g.k_groups - 1):
+                    m.d.sync += [c["grp"].eq(c["grp"] + 1), lp["acc_addr"].eq(lp["accb"])]
+                with m.Elif(c["pas"] != g.passes - 1):
+                    m.d.sync += [c["grp"].eq(0), c["pas"].eq(c["pas"] + 1), lp["acc_addr"].eq(lp["accb"])]
+                with m.Else():
+                    m.d.sync += [c["grp"].eq(0), c["pas"].eq(0), c["rb"].eq(c["rb"] + 1),
+                                 lp["accb"].eq(lp["acc_addr"] + 1), lp["acc_addr"].eq(lp["acc_addr"] + 1)]
+                    with m.If(c["rb"] == g.row_blocks - 1):
+                        m.next = "GEMM_DRAIN"
+        with m.State("LP_WAIT"):
+            m.d.sync += lp["wait"].eq(lp["wait"] + 1)
+            with m.If(lp["wait"] == stages):
+                m.next = "LP_LOAD"
 
     def _acc_lanes(self, m, raw, pack):
         """The core's output ``raw`` (accumulator ``q`` of core row ``r`` at ``r * out_slots

@@ -304,7 +304,8 @@ class Frontend(wiring.Component):
         else:
             bad_pack = gm.pack != 0
             post_field = is_[Opcode.POST] & (po.pack != 0)
-        gemm_field = is_[Opcode.GEMM] & ((gm.unit != 0) | (gm.n_active > cfg.n) | bad_pack)
+        bad_unit = (gm.unit > 1) if cfg.lp else (gm.unit != 0)     # unit 1: the LP array
+        gemm_field = is_[Opcode.GEMM] & (bad_unit | (gm.n_active > cfg.n) | bad_pack)
         if cfg.topn:
             terms = len(cfg.topn_config.terms)
             topn_field = is_[Opcode.TOPN] & ((tp.term >= terms) |
@@ -320,8 +321,11 @@ class Frontend(wiring.Component):
 
         xfer_range = transfer & mem_ok & nonempty_xfer & ((ld.sram + rows) > depth)
         g_nonempty = (gm.row_blocks != 0) & (gm.cols != 0) & (gm.k_groups != 0) & (gm.passes != 0)
+        weights = over(gm.wgt + products[1], "wgt")
+        if cfg.lp:          # unit 1 reads its weight tiles (rows act rows each) from act
+            weights = Mux(gm.unit == 1, over(gm.wgt + (products[1] << exact_log2(cfg.rows)), "act"), weights)
         gemm_range = is_[Opcode.GEMM] & g_nonempty & (
-            over(gm.wgt + products[1], "wgt") | over(gm.act + products[2] + gm.k_groups, "act") |
+            weights | over(gm.act + products[2] + gm.k_groups, "act") |
             over(gm.acc + products[3], "acc"))
         lanes_all = Signal(28, name="chk_lanes_all")
         m.d.comb += lanes_all.eq(self._block_lanes(po))

@@ -435,12 +435,15 @@ def _stored_hardware(out: Path) -> tuple[list[dict], str]:
     return doc["hardware"], f"stored hardware table, {HARDWARE_FIGURES.name}: iCE40 HX8K, the run before the merge"
 
 
-#: The sections ``tessera bench lp --only`` runs alone.
-SECTIONS = ("digits", "hardware", "minilm")
+#: The sections of a full run; ``tessera bench lp --only`` runs them alone.
+DEFAULT_SECTIONS = ("digits", "hardware", "minilm")
+#: ... and ``machine``, the digits CNN through the machine's LP array (GEMM unit 1,
+#: ``tessera.bench.lp_machine``), which runs only when asked for.
+SECTIONS = DEFAULT_SECTIONS + ("machine",)
 
 
 def run_bench(out: Path, jobs: int = 2, *, hardware: bool = True, seed: int = 0,
-              only: tuple[str, ...] = SECTIONS) -> dict:
+              only: tuple[str, ...] = DEFAULT_SECTIONS) -> dict:
     """Print and write (``out/lp/report.json``, ``report.md``) the LP benchmark figures.
 
     ``only`` (a subset of :data:`SECTIONS`; ``tessera bench lp --only minilm``) runs those
@@ -465,6 +468,10 @@ def run_bench(out: Path, jobs: int = 2, *, hardware: bool = True, seed: int = 0,
         click.secho(f"== synthesizing {len(HARDWARE)} arrays (yosys + nextpnr, {jobs} at a time)", bold=True)
         report["hardware"] = hardware_rows(out, jobs)
         parts.append("\n".join(_hardware_markdown(report["hardware"])).strip("\n"))
+    if "machine" in run:
+        from .lp_machine import run_machine
+
+        report["machine"] = run_machine(out)
     if "minilm" in run:
         from golden import minilm
 
@@ -485,7 +492,7 @@ def run_bench(out: Path, jobs: int = 2, *, hardware: bool = True, seed: int = 0,
     click.echo(text)
     report["provenance"] = outputs.provenance("bench lp", {"hardware": hardware, "jobs": jobs, "out": out,
                                                            "only": list(only)}, seed=seed, calibration=calibration)
-    whole = set(only) == set(SECTIONS)
+    whole = set(only) == set(DEFAULT_SECTIONS)
     name = "report" if whole else "report-" + "-".join(s for s in SECTIONS if s in only)
     outputs.write_json(out / f"{name}.json", report)
     outputs.write_text(out / f"{name}.md", text + "\n")
