@@ -200,10 +200,19 @@ def run_minilm(out: Path, jobs: int = 2, plan: MinilmPlan = MINILM_PLAN, while_r
     keep_dir = out / "minilm-student"
     items = [(k, n, m, s, asdict(plan.budget), recipe_kw, str(keep_dir) if (k, n, m, s) == plan.keep else None)
              for k, n, m, s in sorted(plan.runs(), key=lambda r: -r[2] / r[1])]
+    # An interrupted bench in the same folder left its finished runs in the log: reuse the
+    # ones of this plan (same recipe, seed and steps; never the kept student's run).
+    previous = _previous_runs(out / "minilm_runs.jsonl", items, plan)
+    if previous:
+        click.echo(f"reusing {len(previous)} finished run(s) from {out / 'minilm_runs.jsonl'} (delete it to rerun them)")
     results: dict[tuple[str, int, int], list[dict]] = {}
+    reused = [(item, previous[item[:4]]) for item in items if item[:4] in previous]
+    items = [item for item in items if item[:4] not in previous]
     with contextlib.ExitStack() as stack:
         log = stack.enter_context((out / "minilm_runs.jsonl").open("w"))   # closed after the pool
         lock = threading.Lock()
+        for _, summary in reused:
+            log.write(json.dumps(summary) + "\n")
 
         def write(summary: dict) -> None:   # each run as it ends, also while the digits train
             with lock:
@@ -223,8 +232,8 @@ def run_minilm(out: Path, jobs: int = 2, plan: MinilmPlan = MINILM_PLAN, while_r
             done = (future.result() for future in futures)
         extra = while_running() if while_running else None
         progress = stack.enter_context(rich_progress())
-        task = progress.add_task("MiniLM: distilling", total=len(items))
-        for item, summary in zip(items, done):
+        task = progress.add_task("MiniLM: distilling", total=len(items) + len(reused))
+        for item, summary in [*reused, *zip(items, done)]:
             results.setdefault(item[:3], []).append(summary)
             progress.advance(task)
     results = {key: results[key] for key in sorted(results, key=lambda k: (k[2] / k[1], plan.recipes.index(k[0])))}
@@ -244,6 +253,31 @@ def run_minilm(out: Path, jobs: int = 2, plan: MinilmPlan = MINILM_PLAN, while_r
     return {"corpus": text.describe(), "budget": asdict(plan.budget), "recipe": recipe_kw,
             "runs": {f"{k}-{n}:{m}": runs for (k, n, m), runs in results.items()},
             "timing": timing, "hardware": hardware, "sections": sections, "while_running": extra}
+
+
+def _previous_runs(path: Path, items: list, plan: MinilmPlan) -> dict:
+    """``(recipe, n, m, seed) -> summary`` of the runs in an earlier log at ``path`` that
+    ``items`` would repeat exactly (the recipe's every field, the seed, the step count; an
+    empty SDGF schedule is the default one the run fills in)."""
+    if not path.exists():
+        return {}
+    steps = plan.budget.steps * dict(plan.recipe)["epochs"]
+    wanted = {(k, n, m, s): json.loads(json.dumps(asdict(Recipe(kind=k, n=n, m=m, **recipe_kw))))
+              for k, n, m, s, _, recipe_kw, keep in items if keep is None}
+    found = {}
+    for line in path.read_text().splitlines():
+        try:
+            summary = json.loads(line)
+            r = summary["recipe"]
+            key = (r["kind"], r["n"], r["m"], summary["seed"])
+        except (ValueError, KeyError, TypeError):
+            continue                        # a torn last line of a killed run
+        want = wanted.get(key)
+        if want is not None and not want.get("schedule"):     # filled in when the run starts
+            r = {**r, "schedule": []}
+        if want == r and summary.get("steps") == steps:
+            found[key] = summary
+    return found
 
 
 def _cos(runs) -> list[float]:
