@@ -157,4 +157,4 @@ def test_bench_minilm_table_and_only_flag(tmp_path, capsys, monkeypatch):
     assert "| INT4 per-channel" not in text.split("Area among")[1]
     assert main(["bench", "lp", "--only", "synthesis", "-o", str(tmp_path)]) == 2
     assert capsys.readouterr().err == ("tessera: error: bench lp has no section 'synthesis'; "
-                                       "sections: digits, hardware, minilm\n")
+                                       "sections: digits, hardware, minilm, machine\n")
