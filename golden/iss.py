@@ -414,6 +414,23 @@ class Machine:
         products = {Opcode.LOAD: 2, Opcode.STORE: 2, Opcode.GEMM: 4, Opcode.POST: 2, Opcode.TOPN: 3}
         return self.timing.decode_overhead + products.get(insn.opcode, 0) * self.timing.decode_product
 
+    def _gemm_rows(self, f, q, clock, index, wgt_mem: str, wgt_rows, what: tuple[str, str]):
+        """A GEMM's activation, weight (in ``wgt_mem``) and accumulator rows, with their race
+        and written-data checks; the accumulator rows become written."""
+        act_rows = f["act"] + np.arange(f["cols"])[:, None] * f["act_stride"] + np.arange(f["k_groups"])[None, :]
+        acc_rows = f["acc"] + np.arange(f["row_blocks"] * f["cols"])
+        self._access(q, clock, index, "act", act_rows, write=False)
+        self._access(q, clock, index, wgt_mem, wgt_rows, write=False)
+        if f["accumulate"]:
+            self._access(q, clock, index, "acc", acc_rows, write=False)
+        self._access(q, clock, index, "acc", acc_rows, write=True)
+        self._require("act", act_rows, index, what[0])
+        self._require(wgt_mem, wgt_rows, index, what[1])
+        if f["accumulate"]:
+            self._require("acc", acc_rows, index, "GEMM (accumulate)")
+        self._define("acc", acc_rows)
+        return act_rows, wgt_rows, acc_rows
+
     def _gemm(self, insn: Insn, q, clock, index) -> dict:
         f, cfg = insn.fields, self.cfg
         rb, cols, groups, passes = f["row_blocks"], f["cols"], f["k_groups"], f["passes"]
@@ -423,19 +440,8 @@ class Machine:
         if f["unit"] == 1:
             return self._gemm_lp(insn, q, clock, index)
         m, rows, n = cfg.m, cfg.rows, cfg.n
-        act_rows = f["act"] + np.arange(cols)[:, None] * f["act_stride"] + np.arange(groups)[None, :]
         wgt_rows = f["wgt"] + np.arange(rb * passes * groups)
-        acc_rows = f["acc"] + np.arange(rb * cols)
-        self._access(q, clock, index, "act", act_rows, write=False)
-        self._access(q, clock, index, "wgt", wgt_rows, write=False)
-        if f["accumulate"]:
-            self._access(q, clock, index, "acc", acc_rows, write=False)
-        self._access(q, clock, index, "acc", acc_rows, write=True)
-        self._require("act", act_rows, index, "GEMM")
-        self._require("wgt", wgt_rows, index, "GEMM")
-        if f["accumulate"]:
-            self._require("acc", acc_rows, index, "GEMM (accumulate)")
-        self._define("acc", acc_rows)
+        act_rows, wgt_rows, acc_rows = self._gemm_rows(f, q, clock, index, "wgt", wgt_rows, ("GEMM", "GEMM"))
         x = self.act[act_rows].reshape(cols, groups * m).T.astype(np.float64)       # [G*m, C]
         values = self.wgt_values[wgt_rows].reshape(rb, passes, groups, rows, n)
         indices = self.wgt_indices[wgt_rows].reshape(rb, passes, groups, rows, n)
@@ -468,19 +474,9 @@ class Machine:
         f, cfg, arr = insn.fields, self.cfg, self.cfg.lp_array
         rb, cols, groups, passes = f["row_blocks"], f["cols"], f["k_groups"], f["passes"]
         rows, m, steps = cfg.rows, cfg.m, passes * groups
-        act_rows = f["act"] + np.arange(cols)[:, None] * f["act_stride"] + np.arange(groups)[None, :]
         w_rows = f["wgt"] + np.arange(rb * steps * rows)
-        acc_rows = f["acc"] + np.arange(rb * cols)
-        self._access(q, clock, index, "act", act_rows, write=False)
-        self._access(q, clock, index, "act", w_rows, write=False)
-        if f["accumulate"]:
-            self._access(q, clock, index, "acc", acc_rows, write=False)
-        self._access(q, clock, index, "acc", acc_rows, write=True)
-        self._require("act", act_rows, index, "GEMM (LP activations)")
-        self._require("act", w_rows, index, "GEMM (LP weights)")
-        if f["accumulate"]:
-            self._require("acc", acc_rows, index, "GEMM (accumulate)")
-        self._define("acc", acc_rows)
+        act_rows, w_rows, acc_rows = self._gemm_rows(f, q, clock, index, "act", w_rows,
+                                                     ("GEMM (LP activations)", "GEMM (LP weights)"))
         mask = (1 << arr.n) - 1                       # a code is the low n bits of its byte
         codes = self.act & mask
         x = codes[act_rows]                                           # [C, G, m]
