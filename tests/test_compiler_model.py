@@ -75,15 +75,20 @@ def test_saved_and_loaded_models_run_the_same(compiled, tmp_path):
                                                              "seg0.bin", "seg0.dram"}
 
 
-@pytest.mark.parametrize("sim", ["verilator", "icarus"])
-def test_the_rtl_runs_the_compiled_model_bit_exact(compiled, sim, sim_root):
-    require_simulator(sim)
-    _, cm = compiled
-    xs = [np.random.default_rng(3 + k).standard_normal((1, 2, 4, 4)) for k in range(2)]
+def _assert_rtl_equals_iss(cm, seed, sim, sim_root):
+    """Two random inputs through ``cm`` on ``sim``: outputs equal the ISS's, no problem reported."""
+    xs = [np.random.default_rng(seed + k).standard_normal((1, 2, 4, 4)) for k in range(2)]
     outs, results = run_on_rtl(cm, xs, sim=sim, build_root=sim_root / "model")
     iss, _ = cm.run_many(xs)
     assert all(np.array_equal(a, b) for a, b in zip(outs, iss))
     assert all(not r["problems"] for seg in results for r in seg)
+
+
+@pytest.mark.parametrize("sim", ["verilator", "icarus"])
+def test_the_rtl_runs_the_compiled_model_bit_exact(compiled, sim, sim_root):
+    require_simulator(sim)
+    _, cm = compiled
+    _assert_rtl_equals_iss(cm, 3, sim, sim_root)
 
 
 class Unsupported(nn.Module):
@@ -243,8 +248,4 @@ def test_a_packing_machine_packs_the_1of4_layers_and_halves_their_beats(packed):
 def test_the_rtl_runs_a_packed_model_bit_exact(packed, sim, sim_root):
     require_simulator(sim)
     cm, _ = packed
-    xs = [np.random.default_rng(7 + k).standard_normal((1, 2, 4, 4)) for k in range(2)]
-    outs, results = run_on_rtl(cm, xs, sim=sim, build_root=sim_root / "model")
-    iss, _ = cm.run_many(xs)
-    assert all(np.array_equal(a, b) for a, b in zip(outs, iss))
-    assert all(not r["problems"] for seg in results for r in seg)
+    _assert_rtl_equals_iss(cm, 7, sim, sim_root)
